@@ -1,0 +1,73 @@
+"""Bad frames, timestamps and snapshots get clear errors and leave the stream usable."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vidindex.model import TINY_FRAME_SIZE, FrameError, SnapshotError, load_model, write_tiny_checkpoint
+
+from .conftest import make_frames
+
+
+@pytest.mark.parametrize("frames,match", [
+    (np.zeros((2, 30, 30, 3), dtype=np.float32), "expected uint8"),
+    (np.zeros((2, 30, 30), dtype=np.uint8), r"expected shape \[N, H, W, 3\]"),
+    (np.zeros((2, 30, 30, 4), dtype=np.uint8), r"expected shape \[N, H, W, 3\]"),
+    (np.zeros((0, 30, 30, 3), dtype=np.uint8), "empty or degenerate"),
+    ([], "empty list"),
+])
+def test_malformed_frames(tiny_model, frames, match):
+    stream = tiny_model.new_stream()
+    with pytest.raises(FrameError, match=match):
+        stream.feed(frames, [0.0, 1.0][: len(frames)] or [0.0])
+
+
+def test_malformed_timestamps_leave_the_stream_unchanged(tiny_model):
+    stream = tiny_model.new_stream()
+    stream.feed(make_frames(2), [0.0, 1.0])
+    before = {k: t.clone() for k, t in stream.state_tensors().items()}
+    for ts, match in (([1.0, 2.0], "after the last one"), ([3.0, 3.0], "increase strictly"),
+                      ([np.nan, 4.0], "finite"), ([5.0], "does not match")):
+        with pytest.raises(FrameError, match=match):
+            stream.feed(make_frames(2), ts)
+    assert all(torch.equal(t, before[k]) for k, t in stream.state_tensors().items())
+
+
+def test_corrupt_snapshot(tiny_model, tmp_path):
+    stream = tiny_model.new_stream()
+    stream.feed(make_frames(2), [0.0, 1.0])
+    path = tmp_path / "s.safetensors"
+    stream.save(str(path))
+    data = path.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.safetensors").write_bytes(b"this is not a snapshot at all")
+    with pytest.raises(SnapshotError, match="trunc.safetensors: corrupt snapshot"):
+        tiny_model.load_stream(str(tmp_path / "trunc.safetensors"))
+    with pytest.raises(SnapshotError, match="junk.safetensors: not a vidindex snapshot"):
+        tiny_model.load_stream(str(tmp_path / "junk.safetensors"))
+    with pytest.raises(SnapshotError, match="missing.safetensors: snapshot not found"):
+        tiny_model.load_stream(str(tmp_path / "missing.safetensors"))
+
+
+def test_snapshot_from_another_config(tiny_model, tmp_path):
+    d = write_tiny_checkpoint(tmp_path / "other")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["sliding_window"] = 40  # same weights, different window: state shapes and math differ
+    (d / "config.json").write_text(json.dumps(cfg))
+    other = load_model(d, device="cpu", frame_size=TINY_FRAME_SIZE)
+    stream = other.new_stream()
+    stream.feed(make_frames(1), [0.0])
+    uri = str(tmp_path / "other.safetensors")
+    stream.save(uri)
+    with pytest.raises(SnapshotError, match="other.safetensors: snapshot is from another model config"):
+        tiny_model.load_stream(uri)
+    bigger_frames = load_model(d.parent / "other", device="cpu", frame_size=2 * TINY_FRAME_SIZE)
+    with pytest.raises(SnapshotError, match="frame size"):
+        bigger_frames.load_stream(uri)
+
+
+def test_bad_frame_size(tiny_dir):
+    with pytest.raises(ValueError, match="frame_size 50: must be a positive multiple of 28"):
+        load_model(tiny_dir, device="cpu", frame_size=50)

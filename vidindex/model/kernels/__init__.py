@@ -1,0 +1,58 @@
+"""Kernel adapter: one place that picks the implementation of each token mixer.
+
+"reference": plain PyTorch (CPU and CUDA) — the definition every fast path is tested against.
+"fast": fla's Triton kernels for the gated delta rule and FlexAttention for the window (CUDA).
+"auto" (default): fast on CUDA when fla imports, reference otherwise. The environment variable
+VIDINDEX_KERNELS overrides the default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from . import gated_delta, window_attention
+
+
+@lru_cache(maxsize=None)
+def fla_available() -> bool:
+    try:
+        import fla.ops.gated_delta_rule  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Kernels:
+    name: str
+
+    def gated_delta_rule(self, q, k, v, g, beta, state):
+        if self.name == "fast":
+            return gated_delta.fla_kernel(q, k, v, g, beta, state)
+        if q.shape[1] <= 64:
+            return gated_delta.recurrent_reference(q, k, v, g, beta, state)
+        return gated_delta.chunked_reference(q, k, v, g, beta, state)
+
+    def window_attention(self, q, keys, values, kv_len, capacity):
+        if self.name == "fast":
+            return window_attention.flex_attention(q, keys, values, kv_len, capacity)
+        return window_attention.sdpa_reference(q, keys, values, kv_len, capacity)
+
+
+def select_kernels(device: torch.device | str, choice: str | None = None) -> Kernels:
+    choice = choice or os.environ.get("VIDINDEX_KERNELS", "auto")
+    if choice not in ("auto", "reference", "fast"):
+        raise ValueError(f"kernels: unknown choice {choice!r} (auto, reference, fast)")
+    on_cuda = torch.device(device).type == "cuda"
+    if choice == "auto":
+        choice = "fast" if on_cuda and fla_available() else "reference"
+    if choice == "fast":
+        if not on_cuda:
+            raise ValueError("kernels: 'fast' needs a CUDA device")
+        if not fla_available():
+            raise ValueError("kernels: 'fast' needs flash-linear-attention (pip install 'vidindex[gpu]')")
+    return Kernels(choice)

@@ -1,0 +1,175 @@
+"""Decoder building blocks: norms, MLP, M-RoPE, sliding-window attention, Gated DeltaNet.
+
+Parameter names follow the official checkpoint. Each mixer reads and updates its slice of the
+stream state in place (fixed-shape buffers allocated once), so a step never allocates state.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .kernels import Kernels
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden: int, intermediate: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def rotate_half(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((-b, a), dim=-1)
+
+
+def mrope_cos_sin(positions: torch.Tensor, cfg: ModelConfig, dtype: torch.dtype):
+    """M-RoPE tables for 3-axis positions [3, B, T] -> cos, sin [B, T, head_dim].
+
+    Frequency index f takes its angle from the temporal axis for the first mrope_section[0]
+    indices, then height, then width; the second half of head_dim mirrors the first.
+    """
+    half = cfg.head_dim // 2
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, half, device=positions.device, dtype=torch.float64) / half))
+    angles = positions.double()[..., None] * inv_freq  # [3, B, T, half]
+    axis = torch.repeat_interleave(
+        torch.arange(3, device=positions.device), torch.tensor(cfg.mrope_section, device=positions.device)
+    )
+    picked = angles.gather(0, axis.view(1, 1, 1, half).expand(1, *angles.shape[1:3], half))[0]
+    emb = torch.cat((picked, picked), dim=-1).float()
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+class SlidingWindowAttention(nn.Module):
+    """Softmax attention over the last `sliding_window` tokens, GQA, M-RoPE, q/k/v bias.
+
+    State (per stream): post-RoPE keys and values of the last window-1 tokens, right-aligned.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, hq, hkv = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads
+        self.q_proj = nn.Linear(cfg.hidden_size, hq * d, bias=True)
+        self.k_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=True)
+        self.v_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=True)
+        self.o_proj = nn.Linear(hq * d, cfg.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, layer_state: dict, kv_len: torch.Tensor, kernels: Kernels):
+        """x [B, T, hidden]; cos/sin [B, T, head_dim]; layer_state holds keys/values [B, C, Hkv, D]."""
+        B, T, _ = x.shape
+        d = self.cfg.head_dim
+        q = self.q_proj(x).view(B, T, -1, d)
+        k = self.k_proj(x).view(B, T, -1, d)
+        v = self.v_proj(x).view(B, T, -1, d)
+        c, s = cos[:, :, None], sin[:, :, None]
+        q = q * c + rotate_half(q) * s
+        k = k * c + rotate_half(k) * s
+        keys = torch.cat((layer_state["keys"], k), 1)
+        values = torch.cat((layer_state["values"], v), 1)
+        capacity = layer_state["keys"].shape[1]
+        out = kernels.window_attention(q, keys, values, kv_len, capacity)
+        # Keep the newest `capacity` tokens (the shift buffer stays chronological).
+        layer_state["keys"].copy_(keys[:, -capacity:])
+        layer_state["values"].copy_(values[:, -capacity:])
+        return self.o_proj(out.reshape(B, T, -1))
+
+
+class ShortConv(nn.Module):
+    """Causal depthwise conv + SiLU; state = the last `conv_size` raw inputs [B, C, W], newest last."""
+
+    def __init__(self, channels: int, size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(channels, 1, size))
+
+    def forward(self, u, conv_state: torch.Tensor):
+        """u [B, T, C] -> [B, T, C]; conv_state [B, C, W] updated in place."""
+        T = u.shape[1]
+        w = self.weight.shape[-1]
+        history = torch.cat((conv_state.to(u.dtype), u.transpose(1, 2)), dim=-1)  # [B, C, W + T]
+        y = F.conv1d(history[..., 1:], self.weight, groups=u.shape[-1])  # outputs for the T new inputs
+        conv_state.copy_(history[..., -w:])
+        assert y.shape[-1] == T
+        return F.silu(y).transpose(1, 2)
+
+
+class GatedDeltaNet(nn.Module):
+    """Linear-attention mixer with a fixed-size recurrent state [B, H, K, V] per stream."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        h, dk, dv = cfg.num_linear_heads, cfg.linear_head_dim, cfg.linear_value_dim
+        hk = cfg.num_linear_key_value_heads
+        if hk != h:
+            raise ValueError("config: Gated DeltaNet with num_linear_key_value_heads != num_linear_heads is not supported")
+        hidden = cfg.hidden_size
+        self.q_proj = nn.Linear(hidden, h * dk, bias=False)
+        self.k_proj = nn.Linear(hidden, hk * dk, bias=False)
+        self.v_proj = nn.Linear(hidden, h * dv, bias=False)
+        self.a_proj = nn.Linear(hidden, h, bias=False)
+        self.b_proj = nn.Linear(hidden, h, bias=False)
+        self.A_log = nn.Parameter(torch.zeros(h))
+        self.dt_bias = nn.Parameter(torch.zeros(h))
+        self.q_conv1d = ShortConv(h * dk, cfg.conv_size)
+        self.k_conv1d = ShortConv(hk * dk, cfg.conv_size)
+        self.v_conv1d = ShortConv(h * dv, cfg.conv_size)
+        self.g_proj = nn.Linear(hidden, h * dv, bias=False)
+        self.o_norm = nn.Module()
+        self.o_norm.weight = nn.Parameter(torch.ones(dv))
+        self.o_proj = nn.Linear(h * dv, hidden, bias=False)
+
+    def forward(self, x, layer_state: dict, kernels: Kernels):
+        B, T, _ = x.shape
+        h, dk, dv = self.cfg.num_linear_heads, self.cfg.linear_head_dim, self.cfg.linear_value_dim
+        q = self.q_conv1d(self.q_proj(x), layer_state["conv_q"]).view(B, T, h, dk)
+        k = self.k_conv1d(self.k_proj(x), layer_state["conv_k"]).view(B, T, h, dk)
+        v = self.v_conv1d(self.v_proj(x), layer_state["conv_v"]).view(B, T, h, dv)
+        beta = torch.sigmoid(self.b_proj(x))
+        g = -self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
+        o, new_state = kernels.gated_delta_rule(q, k, v, g, beta, layer_state["recurrent"])
+        layer_state["recurrent"].copy_(new_state)
+        # Gated RMSNorm per head over the value dims, in fp32.
+        gate = self.g_proj(x).view(B, T, h, dv).float()
+        of = o.float()
+        of = of * torch.rsqrt(of.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps)
+        of = of * self.o_norm.weight.float() * F.silu(gate)
+        return self.o_proj(of.to(x.dtype).reshape(B, T, h * dv))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, index: int):
+        super().__init__()
+        self.is_attention = cfg.is_attention_layer(index)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = SlidingWindowAttention(cfg) if self.is_attention else GatedDeltaNet(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(self, x, cos, sin, layer_state, kv_len, kernels):
+        h = self.input_layernorm(x)
+        if self.is_attention:
+            h = self.self_attn(h, cos, sin, layer_state, kv_len, kernels)
+        else:
+            h = self.self_attn(h, layer_state, kernels)
+        x = x + h
+        return x + self.mlp(self.post_attention_layernorm(x))

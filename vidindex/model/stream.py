@@ -1,0 +1,268 @@
+"""A Stream: B video streams and their fixed-size state, fed frame by frame.
+
+    stream = model.new_stream()                 # or model.new_stream(batch=4)
+    stream.feed(frames, timestamps)             # uint8 [N, H, W, 3] RGB, seconds
+    stream.ask("What is happening?")            # on a branch; the stream is unchanged
+    stream.save("s3://bucket/v/300.safetensors")
+    stream = model.load_stream(uri)             # continues exactly where it stopped
+
+Positions follow Qwen2.5-VL's M-RoPE: `<|vision_start|>` at the stream's first position p,
+then a frame shown at time tau (seconds) gets, for its merged patch (i, j),
+(s + floor(tau * tokens_per_second), s + i, s + j) with s = p + 1: the video rule of
+Qwen2.5-VL with the real presentation time as the temporal index, carried across the whole
+stream. The official streaming code differs in two details, on purpose not copied: its
+frames are shifted by one more position (a double count in its position function) and it
+counts time in whole seconds at an assumed 30 fps instead of using timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import fsspec
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .errors import FrameError, SnapshotError
+from .prompts import encode, question_text
+from .state import StreamState
+from .vision import frames_to_tensor
+
+SNAPSHOT_FORMAT = "vidindex-stream/1"
+
+
+class Stream:
+    def __init__(self, model, state: StreamState):
+        self.model = model
+        self.state = state
+
+    @property
+    def batch_size(self) -> int:
+        return self.state.batch_size
+
+    @property
+    def frames_seen(self) -> list[int]:
+        return self.state.counters["frames_seen"].tolist()
+
+    @property
+    def last_timestamp(self) -> list[float]:
+        return self.state.counters["last_timestamp"].tolist()
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return self.state.tensors()
+
+    def state_bytes(self) -> int:
+        return self.state.nbytes()
+
+    # Feeding ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def feed(self, frames, timestamps) -> torch.Tensor:
+        """Feed N frames to each stream. B = 1: frames [N, H, W, 3], timestamps [N];
+        B > 1: frames [B, N, H, W, 3], timestamps [B, N]. Returns next-token logits [B, vocab]."""
+        B = self.batch_size
+        frames, ts = self._check_inputs(frames, timestamps)
+        n = ts.shape[1]
+        self._open_vision_spans()
+        m = self.model
+        embeds = m.embed_frames(frames.reshape(B * n, *frames.shape[2:]))
+        embeds = embeds.reshape(B, n * m.tokens_per_frame, -1)
+        positions = self._frame_positions(ts)
+        logits = m.forward_embeds(embeds, positions, self.state)
+        c = self.state.counters
+        c["next_pos"].copy_(torch.maximum(c["next_pos"], positions.amax(dim=(0, 2)) + 1))
+        c["frames_seen"].add_(n)
+        c["last_timestamp"].copy_(ts[:, -1])
+        return logits
+
+    def _check_inputs(self, frames, timestamps):
+        B = self.batch_size
+        if B == 1:
+            frames = frames_to_tensor(frames)[None]
+            ts = torch.as_tensor(np.asarray(timestamps, dtype=np.float64)).reshape(1, -1)
+        else:
+            if len(frames) != B:
+                raise FrameError(f"frames: expected one group of frames per stream ({B}), got {len(frames)}")
+            groups = [frames_to_tensor(f) for f in frames]
+            if len({g.shape for g in groups}) != 1:
+                raise FrameError("frames: every stream must get the same number and size of frames in one feed")
+            frames = torch.stack(groups)
+            ts = torch.as_tensor(np.asarray(timestamps, dtype=np.float64))
+        if ts.shape != frames.shape[:2]:
+            raise FrameError(f"timestamps: shape {list(ts.shape)} does not match {frames.shape[1]} frames per stream")
+        if not torch.isfinite(ts).all() or (ts < 0).any():
+            raise FrameError("timestamps: must be finite seconds >= 0")
+        if (ts[:, 1:] <= ts[:, :-1]).any():
+            raise FrameError("timestamps: must increase strictly within a feed")
+        last = self.state.counters["last_timestamp"].cpu()
+        if (ts[:, 0] <= last).any():
+            raise FrameError(f"timestamps: first new timestamp must come after the last one fed ({last.tolist()})")
+        return frames, ts.to(self.model.device)
+
+    def _frame_positions(self, ts: torch.Tensor) -> torch.Tensor:
+        """[3, B, N * tokens_per_frame] positions for frames at times ts [B, N]."""
+        m = self.model
+        B, n = ts.shape
+        side = math.isqrt(m.tokens_per_frame)
+        base = self.state.counters["vision_base"]
+        t = base[:, None] + torch.floor(ts * m.config.vision.tokens_per_second).long()  # [B, N]
+        grid = torch.arange(side, device=ts.device)
+        rows = grid.repeat_interleave(side).repeat(n)
+        cols = grid.repeat(side).repeat(n)
+        pt = t.repeat_interleave(side * side, dim=1)
+        ph = base[:, None] + rows[None]
+        pw = base[:, None] + cols[None]
+        return torch.stack((pt, ph, pw))
+
+    def _open_vision_spans(self) -> None:
+        """Streams without an open vision span get `<|vision_start|>` first."""
+        closed = (self.state.counters["vision_base"] < 0).nonzero().flatten()
+        if len(closed) == 0:
+            return
+        ids = [self.model.config.vision_start_token_id]
+        self._prefill_each(closed.tolist(), [ids] * len(closed))
+        c = self.state.counters
+        c["vision_base"].index_copy_(0, closed, c["next_pos"].index_select(0, closed))
+
+    def _prefill_each(self, index: list[int], token_lists: list[list[int]], state: StreamState | None = None):
+        """Feed text tokens to the streams at `index` (each its own list), one stream at a time
+        when the lengths differ. Returns last-position logits [len(index), vocab]."""
+        state = state or self.state
+        m = self.model
+        groups: dict[int, list[int]] = {}
+        for k, ids in enumerate(token_lists):
+            groups.setdefault(len(ids), []).append(k)
+        logits = torch.empty(len(index), m.config.vocab_size, device=m.device)
+        for length, members in groups.items():
+            slots = [index[k] for k in members]
+            sub = state if slots == list(range(state.batch_size)) else state.select(slots)
+            ids = torch.tensor([token_lists[k] for k in members], device=m.device)
+            start = sub.counters["next_pos"]
+            pos = start[:, None] + torch.arange(length, device=m.device)[None]
+            out = m.forward_embeds(m.embed_tokens(ids), pos[None].expand(3, -1, -1), sub)
+            sub.counters["next_pos"].add_(length)
+            if sub is not state:
+                state.assign(slots, sub)
+            logits[members] = out
+        return logits
+
+    # Asking -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def ask(self, question, max_new_tokens: int = 128):
+        """Greedy answer(s) to a question as of now, on a branch: the stream does not change.
+        One question (str) for all streams, or a list with one per stream."""
+        B = self.batch_size
+        questions = [question] * B if isinstance(question, str) else list(question)
+        if len(questions) != B:
+            raise ValueError(f"ask: got {len(questions)} questions for {B} streams")
+        tokens = self.generate(questions, max_new_tokens)
+        tok = self.model.tokenizer
+        answers = [tok.decode(t, skip_special_tokens=True).strip() for t in tokens]
+        return answers[0] if isinstance(question, str) and B == 1 else answers
+
+    def generate(self, questions: list[str], max_new_tokens: int) -> list[list[int]]:
+        m, cfg = self.model, self.model.config
+        branch = self.state.clone()
+        prompts = []
+        for i, q in enumerate(questions):
+            ids = encode(m.tokenizer, question_text(q))
+            if branch.counters["vision_base"][i] >= 0:
+                ids = [cfg.vision_end_token_id] + ids
+            prompts.append(ids)
+        logits = self._prefill_each(list(range(len(prompts))), prompts, state=branch)
+        out: list[list[int]] = [[] for _ in prompts]
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=m.device)
+        for _ in range(max_new_tokens):
+            nxt = logits.argmax(-1)
+            done |= nxt == cfg.eos_token_id
+            for i, t in enumerate(nxt.tolist()):
+                if not done[i]:
+                    out[i].append(t)
+            if done.all():
+                break
+            pos = branch.counters["next_pos"][None, :, None].expand(3, -1, 1)
+            logits = m.forward_embeds(m.embed_tokens(nxt[:, None]), pos, branch)
+            branch.counters["next_pos"].add_(1)
+        return out
+
+    # Snapshots --------------------------------------------------------------------------
+    def split(self) -> list["Stream"]:
+        return [Stream(self.model, self.state.select([i])) for i in range(self.batch_size)]
+
+    @classmethod
+    def stack(cls, streams: list["Stream"]) -> "Stream":
+        return cls(streams[0].model, StreamState.cat(s.state for s in streams))
+
+    def to_bytes(self, index: int = 0) -> bytes:
+        """safetensors bytes of one stream's state, with metadata to check it against a model."""
+        one = self.state if self.batch_size == 1 else self.state.select([index])
+        m = self.model
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "model_id": m.model_id,
+            "config_hash": m.config.config_hash(),
+            "frame_size": m.frame_size,
+            "dtype": str(m.dtype).removeprefix("torch."),
+            "frames_seen": int(one.counters["frames_seen"][0]),
+            "last_timestamp": float(one.counters["last_timestamp"][0]),
+            "tokens_seen": int(one.counters["tokens_seen"][0]),
+        }
+        tensors = {k: v.contiguous().cpu() for k, v in one.tensors().items()}
+        return st_save(tensors, metadata={"vidindex": json.dumps(meta)})
+
+    def save(self, uri: str, index: int = 0, storage_options: dict | None = None) -> int:
+        data = self.to_bytes(index)
+        with fsspec.open(uri, "wb", **(storage_options or {})) as f:
+            f.write(data)
+        return len(data)
+
+    @classmethod
+    def from_bytes(cls, model, data: bytes, source: str = "<bytes>") -> "Stream":
+        meta = read_snapshot_metadata(data, source)
+        if meta.get("config_hash") != model.config.config_hash():
+            raise SnapshotError(
+                f"{source}: snapshot is from another model config (hash {meta.get('config_hash')}, "
+                f"this model {model.config.config_hash()}, model id {meta.get('model_id')})"
+            )
+        if meta.get("frame_size") != model.frame_size:
+            raise SnapshotError(f"{source}: snapshot used frame size {meta.get('frame_size')}, model uses {model.frame_size}")
+        try:
+            tensors = st_load(data)
+        except SafetensorError as e:
+            raise SnapshotError(f"{source}: corrupt snapshot ({e})") from None
+        template = model.new_state(1).tensors()
+        if set(tensors) != set(template):
+            missing, extra = sorted(set(template) - set(tensors)), sorted(set(tensors) - set(template))
+            raise SnapshotError(f"{source}: state tensors do not match the model (missing {missing[:5]}, unexpected {extra[:5]})")
+        for name, t in template.items():
+            if tensors[name].shape != t.shape:
+                raise SnapshotError(f"{source}: {name} has shape {list(tensors[name].shape)}, expected {list(t.shape)}")
+            t.copy_(tensors[name].to(t.dtype))
+        return cls(model, StreamState.from_tensors(template, model.config.num_hidden_layers))
+
+    @classmethod
+    def load(cls, model, uri: str, storage_options: dict | None = None) -> "Stream":
+        try:
+            with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise SnapshotError(f"{uri}: snapshot not found") from None
+        return cls.from_bytes(model, data, source=uri)
+
+
+def read_snapshot_metadata(data: bytes, source: str = "<bytes>") -> dict:
+    """The JSON metadata of a snapshot, with a clear error for anything that is not one."""
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or header_len <= 0 or header_len > len(data) - 8:
+            raise ValueError("bad header length")
+        header = json.loads(data[8 : 8 + header_len])
+        meta = json.loads(header["__metadata__"]["vidindex"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise SnapshotError(f"{source}: not a vidindex snapshot (corrupt or not safetensors)") from None
+    if meta.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"{source}: unknown snapshot format {meta.get('format')!r}")
+    return meta
