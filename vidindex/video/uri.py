@@ -74,7 +74,7 @@ def locate(uri: str | os.PathLike, storage_options: dict | None = None) -> Locat
         canonical = path  # fsspec keeps the full URL as the path
     else:
         proto = urlsplit(uri).scheme or sorted(_protocols(fs))[0]
-        canonical = f"{proto}://{fs._strip_protocol(path).lstrip('/') if proto != 'memory' else path}"
+        canonical = f"{proto}://{fs._strip_protocol(path).lstrip('/')}"
     return Location(fs=fs, path=path, uri=canonical)
 
 
@@ -136,4 +136,6 @@ def redact_uri(uri: str) -> str:
     if not parts.scheme or len(parts.scheme) == 1:  # plain path (or a Windows drive letter)
         return uri
     netloc = parts.netloc.rsplit("@", 1)[-1]
+    if netloc == parts.netloc and _scrub(parts.query) == parts.query:
+        return uri  # nothing to hide; urlunsplit would also mangle memory:///x
     return urlunsplit((parts.scheme, netloc, parts.path, _scrub(parts.query), parts.fragment))
