@@ -1,0 +1,157 @@
+"""The checkpoint invariant: blob, then rows up to t, then the snapshots row, then the videos row;
+a crash between any two steps leaves no snapshot a reader would trust."""
+
+import hashlib
+import os
+
+import fsspec
+import pytest
+
+from store_rows import CONFIG, VIDEO, answer, caption, video_row
+from vidindex.store import SnapshotIntegrityError, Store, StoreError
+from vidindex.store.lance_store import Store as StoreClass
+
+STATE = b"\x00safetensors-bytes\xff" * 1000
+
+
+def _rows_up_to(t_s):
+    count = int(t_s // 30)
+    return {"captions": [caption(i) for i in range(count)], "answers": [answer("people", t_s * 1000)]}
+
+
+def test_checkpoint_commits_blob_rows_snapshot_row_then_video(committer, paths):
+    committer.start_video(video_row(duration_s=900.0))
+    snapshot = committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300,
+                                           video_columns={"frames_sampled": 300})
+    expected_uri = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/0000300000.safetensors"
+    assert snapshot["uri"] == expected_uri
+    assert snapshot["bytes"] == len(STATE) and snapshot["sha256"] == hashlib.sha256(STATE).hexdigest()
+    with open(expected_uri, "rb") as file:
+        assert file.read() == STATE
+    assert os.listdir(os.path.dirname(expected_uri)) == ["0000300000.safetensors"]  # no temp files left
+
+    store = Store(paths["db"], create=False)  # a fresh reader
+    assert store.count("captions") == 10 and store.count("answers") == 1
+    latest = store.latest_snapshot(VIDEO, CONFIG)
+    assert latest["t_ms"] == 300_000 and latest["frames_seen"] == 300
+    assert store.load_snapshot(latest) == STATE
+    video = store.get_video(VIDEO, CONFIG)
+    assert video["last_snapshot_ms"] == 300_000 and video["frames_sampled"] == 300 and video["status"] == "partial"
+
+
+def test_later_checkpoints_move_the_resume_point(committer):
+    committer.start_video(video_row())
+    committer.commit_checkpoint(VIDEO, CONFIG, 300, b"state at 300", _rows_up_to(300), frames_seen=300)
+    committer.commit_checkpoint(VIDEO, CONFIG, "00:10:00", b"state at 600", _rows_up_to(600), frames_seen=600)
+    row, blob = committer.store.latest_loadable_snapshot(VIDEO, CONFIG)
+    assert row["t_ms"] == 600_000 and blob == b"state at 600"
+    assert [s["t_ms"] for s in committer.store.snapshots(VIDEO, CONFIG)] == [300_000, 600_000]
+    assert committer.store.count("captions") == 20  # the rows up to 300 were not duplicated
+
+
+class _Crash(BaseException):
+    """Stands for the process dying: nothing in the committer catches it."""
+
+
+@pytest.mark.parametrize("crash_before", ["captions", "snapshots"])
+def test_crash_before_the_snapshot_row_leaves_no_trusted_snapshot(committer, paths, monkeypatch, crash_before):
+    committer.start_video(video_row())
+    real_upsert = StoreClass.upsert
+
+    def upsert_then_die(self, table, rows):
+        if table == crash_before:
+            raise _Crash()
+        return real_upsert(self, table, rows)
+
+    monkeypatch.setattr(StoreClass, "upsert", upsert_then_die)
+    with pytest.raises(_Crash):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300)
+    monkeypatch.undo()
+
+    blob = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/0000300000.safetensors"
+    assert os.path.exists(blob)  # step 1 happened ...
+    reader = Store(paths["db"], create=False)
+    assert reader.latest_snapshot(VIDEO, CONFIG) is None  # ... but nothing vouches for it
+    assert reader.latest_loadable_snapshot(VIDEO, CONFIG) is None
+    assert reader.get_video(VIDEO, CONFIG)["last_snapshot_ms"] is None
+
+    # The resumed run redoes the checkpoint with the same keys: nothing is duplicated.
+    committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300)
+    assert reader.count("captions") == 10 and reader.count("snapshots") == 1
+    assert reader.latest_loadable_snapshot(VIDEO, CONFIG)[1] == STATE
+
+
+def test_crash_after_the_snapshot_row_keeps_a_complete_snapshot(committer, paths, monkeypatch):
+    committer.start_video(video_row())
+
+    def die(self, *args, **kwargs):
+        raise _Crash()
+
+    monkeypatch.setattr(StoreClass, "update_video", die)
+    with pytest.raises(_Crash):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300)
+    monkeypatch.undo()
+    reader = Store(paths["db"], create=False)
+    assert reader.get_video(VIDEO, CONFIG)["last_snapshot_ms"] is None  # step 4 lost ...
+    row, blob = reader.latest_loadable_snapshot(VIDEO, CONFIG)  # ... but the snapshot is whole
+    assert row["t_ms"] == 300_000 and blob == STATE and reader.count("captions") == 10
+
+
+def test_a_writer_failing_mid_blob_leaves_no_file_and_no_rows(committer, paths):
+    committer.start_video(video_row())
+
+    def write_half_then_fail(file):
+        file.write(STATE[:100])
+        raise RuntimeError("CUDA error while copying state")
+
+    with pytest.raises(StoreError, match="cannot write snapshot blob .*0000300000.safetensors"):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, write_half_then_fail, _rows_up_to(300), frames_seen=300)
+    assert not fsspec.filesystem("file").find(paths["snapshots"])
+    assert committer.store.count("captions") == 0 and committer.store.count("snapshots") == 0
+
+
+def test_state_can_be_streamed_by_a_writer_function(committer):
+    committer.start_video(video_row())
+    snapshot = committer.commit_checkpoint(VIDEO, CONFIG, 30, lambda f: [f.write(STATE[i:i + 999]) for i in range(0, len(STATE), 999)],
+                                           _rows_up_to(30), frames_seen=30)
+    assert snapshot["sha256"] == hashlib.sha256(STATE).hexdigest()
+    assert committer.store.load_snapshot(snapshot) == STATE
+
+
+def test_a_damaged_blob_is_detected_and_resume_falls_back_to_the_one_before(committer):
+    committer.start_video(video_row())
+    committer.commit_checkpoint(VIDEO, CONFIG, 300, b"state at 300", _rows_up_to(300), frames_seen=300)
+    latest = committer.commit_checkpoint(VIDEO, CONFIG, 600, b"state at 600", _rows_up_to(600), frames_seen=600)
+    with open(latest["uri"], "r+b") as file:
+        file.write(b"X")
+    with pytest.raises(SnapshotIntegrityError, match="has sha256 .* its row says"):
+        committer.store.load_snapshot(latest)
+    row, blob = committer.store.latest_loadable_snapshot(VIDEO, CONFIG)
+    assert row["t_ms"] == 300_000 and blob == b"state at 300"
+    os.remove(latest["uri"])
+    with pytest.raises(SnapshotIntegrityError, match="is missing"):
+        committer.store.load_snapshot(latest)
+
+
+def test_a_checkpoint_only_vouches_for_its_own_rows_up_to_t(committer, paths):
+    committer.start_video(video_row())
+    with pytest.raises(StoreError, match="got captions at t_end_ms=330000, after it"):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, {"captions": [caption(10)]}, frames_seen=300)
+    with pytest.raises(StoreError, match="got answers of another stream, 'other-video'"):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, {"answers": [answer("q", 1, video_id="other-video")]},
+                                    frames_seen=300)
+    with pytest.raises(StoreError, match="only .* go with a checkpoint"):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, {"videos": [video_row()]}, frames_seen=300)
+    assert not os.path.exists(paths["snapshots"])  # refused before anything was written
+
+
+def test_a_checkpoint_needs_its_video_started(committer, paths):
+    with pytest.raises(StoreError, match="call start_video first"):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, {}, frames_seen=300)
+    assert not os.path.exists(paths["snapshots"])
+
+
+def test_ids_that_cannot_name_a_file_are_refused(committer):
+    committer.start_video(video_row("../escape"))
+    with pytest.raises(StoreError, match="video_id '../escape' cannot name a file"):
+        committer.commit_checkpoint("../escape", CONFIG, 300, STATE, {}, frames_seen=300)

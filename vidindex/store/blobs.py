@@ -1,0 +1,108 @@
+"""Snapshot blobs in any fsspec filesystem (local, s3://, gs://, memory://).
+
+A blob is written under a temporary name and then moved into place, so a crash mid-write never
+leaves a partial file at the final name (a local rename is atomic; on object stores the final
+object appears whole when the copy or upload completes). The content is opaque bytes here: the
+model layer produces safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import uuid
+from dataclasses import dataclass
+from typing import IO, Callable, Union
+
+import fsspec
+
+from vidindex.store.errors import SnapshotIntegrityError, StoreError
+
+# Bytes, or a function that writes the blob into a binary file object (for states too big to copy).
+BlobSource = Union[bytes, bytearray, memoryview, Callable[[IO[bytes]], None]]
+
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    uri: str
+    bytes: int
+    sha256: str
+
+
+def snapshot_blob_uri(root: str, video_id: str, config_id: str, t_ms: int) -> str:
+    """<root>/<video_id>/<config_id>/<t_ms, 10 digits>.safetensors; zero padding sorts names by time."""
+    for name, value in (("video_id", video_id), ("config_id", config_id)):
+        check_path_component(name, value)
+    return f"{root.rstrip('/')}/{video_id}/{config_id}/{int(t_ms):010d}.safetensors"
+
+
+def check_path_component(name: str, value: str) -> None:
+    if not isinstance(value, str) or not _SAFE_COMPONENT.fullmatch(value):
+        raise StoreError(f"{name} {value!r} cannot name a file: use letters, digits, '.', '_' or '-'")
+
+
+class _HashingWriter:
+    """File-like wrapper that counts and hashes what passes through it."""
+
+    def __init__(self, file: IO[bytes]):
+        self._file = file
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.sha256.update(view)
+        self.bytes += view.nbytes
+        self._file.write(view)
+        return view.nbytes
+
+    def flush(self) -> None:
+        self._file.flush()
+
+
+def write_blob(uri: str, source: BlobSource, storage_options: dict | None = None) -> BlobInfo:
+    """Write `source` to `uri` atomically; returns its size and sha256. Fails loudly naming `uri`."""
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    directory, name = posixpath.split(path)
+    temp_path = posixpath.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")  # dot: globs and Spark skip it
+    try:
+        fs.makedirs(directory, exist_ok=True)
+        with fs.open(temp_path, "wb") as file:
+            writer = _HashingWriter(file)
+            if callable(source):
+                source(writer)
+            else:
+                writer.write(source)
+        fs.mv(temp_path, path)
+    except Exception as error:
+        _remove_quietly(fs, temp_path)
+        raise StoreError(f"cannot write snapshot blob {uri}: {error}") from error
+    return BlobInfo(uri=uri, bytes=writer.bytes, sha256=writer.sha256.hexdigest())
+
+
+def read_blob(uri: str, expected_bytes: int, expected_sha256: str, storage_options: dict | None = None) -> bytes:
+    """The blob's bytes, after checking them against its snapshots row."""
+    try:
+        with fsspec.open(uri, "rb", **(storage_options or {})) as file:
+            data = file.read()
+    except FileNotFoundError:
+        raise SnapshotIntegrityError(f"snapshot blob {uri} is missing") from None
+    except Exception as error:
+        raise StoreError(f"cannot read snapshot blob {uri}: {error}") from error
+    if len(data) != expected_bytes:
+        raise SnapshotIntegrityError(f"snapshot blob {uri} has {len(data)} bytes, its row says {expected_bytes}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected_sha256:
+        raise SnapshotIntegrityError(f"snapshot blob {uri} has sha256 {digest}, its row says {expected_sha256}")
+    return data
+
+
+def _remove_quietly(fs, path: str) -> None:
+    try:
+        if fs.exists(path):
+            fs.rm(path)
+    except Exception:  # noqa: BLE001 - best effort; the original error is what matters
+        pass

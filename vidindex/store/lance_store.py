@@ -1,0 +1,359 @@
+"""Store: the four vidindex tables in one LanceDB database, with keyed upserts, the reads that
+indexing and resume need, and simple caption search.
+
+Writes should go through a Committer (vidindex.store.committer), which serializes them: LanceDB
+merge_insert races under concurrent writers.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import lancedb
+import pyarrow as pa
+
+from vidindex.store.blobs import read_blob
+from vidindex.store.embeddings import TextEmbedder, get_embedder
+from vidindex.store.errors import SchemaVersionError, SnapshotIntegrityError, StoreError
+from vidindex.store.schemas import TABLE_NAMES, VERSION_KEY, load_schema
+from vidindex.timefmt import to_ms
+
+EMBEDDING_MODEL_KEY = "vidindex.embedding_model"
+# Below this many captions the vector search is an exact scan (a few ms); an IVF_PQ index needs
+# enough rows to train its 256-entry codebooks and sqrt(n) partitions well.
+VECTOR_INDEX_MIN_ROWS = 4096
+
+Rows = "list[dict[str, Any]] | pa.Table"
+
+
+class Store:
+    """The tables at `db_uri` (local path, or an object-store URI passed through to LanceDB)."""
+
+    def __init__(
+        self,
+        db_uri: str | Path,
+        *,
+        create: bool = True,
+        embedding_model: str | None = None,
+        embedder: TextEmbedder | None = None,
+        storage_options: dict[str, str] | None = None,
+        blob_storage_options: dict | None = None,
+    ):
+        self.uri = str(db_uri)
+        self.blob_storage_options = blob_storage_options
+        self._embedder = embedder
+        if not create and "://" not in self.uri and not Path(self.uri).is_dir():
+            raise StoreError(f"no vidindex database at {self.uri}: the directory does not exist")
+        with self._failing_loudly("connect to"):
+            # read_consistency_interval=0: every read sees the latest commit, also other processes'.
+            self._db = lancedb.connect(self.uri, storage_options=storage_options, read_consistency_interval=timedelta(0))
+        self._tables: dict[str, Any] = {}
+        self._arrow: dict[str, pa.Schema] = {}
+        for name in TABLE_NAMES:
+            self._open_table(name, create, embedding_model)
+
+    # ---- opening
+
+    def _open_table(self, name: str, create: bool, embedding_model: str | None) -> None:
+        schema = load_schema(name)
+        try:
+            table = self._db.open_table(name)
+        except ValueError:  # LanceDB: "Table '<name>' was not found"
+            table = None
+        except Exception as error:
+            raise StoreError(f"cannot open table {name!r} at {self.uri}: {error}") from error
+        if table is None:
+            if not create:
+                raise StoreError(f"no vidindex database at {self.uri}: table {name!r} not found")
+            arrow = self._new_schema(name, embedding_model)
+            with self._failing_loudly(f"create table {name!r} in"):
+                table = self._db.create_table(name, schema=arrow)
+                if name == "captions":
+                    # Full-text search needs an index to exist; rows added later are searched
+                    # exhaustively until ensure_indexes folds them in.
+                    from lancedb.index import FTS
+
+                    table.create_index("text", config=FTS())
+        self._check_version(name, table.schema, schema.version)
+        self._tables[name] = table
+        self._arrow[name] = table.schema
+        if name == "captions":
+            self.embedding_model = _metadata(table.schema, EMBEDDING_MODEL_KEY)
+            if embedding_model and embedding_model != self.embedding_model:
+                raise StoreError(
+                    f"captions at {self.uri} hold embeddings of {self.embedding_model!r}, not {embedding_model!r}; "
+                    "use that model or a new database"
+                )
+
+    def _new_schema(self, name: str, embedding_model: str | None) -> pa.Schema:
+        schema = load_schema(name)
+        if not schema.needs_embedding_dim:
+            return schema.arrow()
+        embedder = self._embedder_for(embedding_model)
+        arrow = schema.arrow(embedding_dim=embedder.dim)
+        return arrow.with_metadata({**arrow.metadata, EMBEDDING_MODEL_KEY.encode(): embedder.model_name.encode()})
+
+    def _check_version(self, name: str, arrow: pa.Schema, expected: int) -> None:
+        found = _metadata(arrow, VERSION_KEY)
+        where = f"table {name!r} at {self.uri}"
+        if found is None:
+            raise SchemaVersionError(f"{where} has no vidindex schema version: it was not written by vidindex")
+        if int(found) < expected:
+            raise SchemaVersionError(
+                f"{where} was written with schema version {found}, but this vidindex uses version {expected} "
+                f"(schemas/{name}.json): index into a new database, or migrate this one"
+            )
+        if int(found) > expected:
+            raise SchemaVersionError(
+                f"{where} was written with schema version {found}, newer than this vidindex's {expected}: upgrade vidindex"
+            )
+
+    def _embedder_for(self, model_name: str | None = None) -> TextEmbedder:
+        if self._embedder is None:
+            from vidindex.config import DEFAULT_EMBEDDING_MODEL
+
+            self._embedder = get_embedder(model_name or getattr(self, "embedding_model", None) or DEFAULT_EMBEDDING_MODEL)
+        return self._embedder
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        embedder = self._embedder_for(self.embedding_model)
+        if embedder.model_name != self.embedding_model:
+            raise StoreError(
+                f"captions at {self.uri} hold embeddings of {self.embedding_model!r}, "
+                f"but the embedder is {embedder.model_name!r}"
+            )
+        return embedder
+
+    def table(self, name: str):
+        """The LanceDB table, for reads this class does not cover."""
+        if name not in self._tables:
+            raise StoreError(f"unknown table {name!r}; tables are {', '.join(TABLE_NAMES)}")
+        return self._tables[name]
+
+    def arrow_schema(self, name: str) -> pa.Schema:
+        self.table(name)
+        return self._arrow[name]
+
+    # ---- writing
+
+    def upsert(self, table: str, rows: Rows) -> int:
+        """Insert rows, replacing rows with the same key; returns how many rows were given.
+
+        Rows must use the table's column names (schemas/<table>.json). Captions without an
+        embedding get one from the store's embedder. Within one call the last row of a key wins.
+        """
+        data = self.prepare_rows(table, rows)
+        if data.num_rows == 0:
+            return 0
+        key = list(load_schema(table).primary_key)
+        with self._failing_loudly(f"upsert {data.num_rows} rows into {table!r} at", table):
+            self.table(table).merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(data)
+        return data.num_rows
+
+    def update_video(self, video_id: str, config_id: str, values: dict[str, Any]) -> None:
+        """Set some columns of an existing videos row."""
+        unknown = set(values) - set(load_schema("videos").field_names) | (set(values) & {"video_id", "config_id"})
+        if unknown:
+            raise StoreError(f"cannot update videos columns {sorted(unknown)}")
+        if self.get_video(video_id, config_id) is None:
+            raise StoreError(f"no videos row for video {video_id!r}, config {config_id!r} at {self.uri}")
+        _check_allowed("videos", [values])
+        with self._failing_loudly("update videos row in", "videos"):
+            self.table("videos").update(where=_key_filter(video_id, config_id), values=values)
+
+    def prepare_rows(self, table: str, rows: Rows) -> pa.Table:
+        """Validated rows as an Arrow table of the table's schema, deduplicated by key."""
+        arrow = self.arrow_schema(table)
+        schema = load_schema(table)
+        records = rows.to_pylist() if isinstance(rows, (pa.Table, pa.RecordBatch)) else list(rows)
+        names = set(schema.field_names)
+        for record in records:
+            unknown = set(record) - names
+            if unknown:
+                raise StoreError(f"{table}: unknown column(s) {sorted(unknown)}; columns are {list(schema.field_names)}")
+        if table == "captions":
+            self._fill_embeddings(records)
+        for spec in schema.fields:
+            if not spec["nullable"]:
+                for record in records:
+                    if record.get(spec["name"]) is None:
+                        key = {k: record.get(k) for k in schema.primary_key}
+                        raise StoreError(f"{table}: column {spec['name']!r} is required, missing in row {key}")
+        _check_allowed(table, records)
+        # merge_insert inserts every source row whose key is new, even twice: keep the last one.
+        by_key = {tuple(record[k] for k in schema.primary_key): record for record in records}
+        try:
+            return pa.Table.from_pylist(list(by_key.values()), schema=arrow)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
+            raise StoreError(f"{table}: rows do not match schemas/{table}.json: {error}") from error
+
+    def _fill_embeddings(self, records: list[dict]) -> None:
+        missing = [record for record in records if record.get("embedding") is None]
+        if not missing:
+            return
+        for record in missing:
+            if not isinstance(record.get("text"), str):
+                raise StoreError(f"captions: row at t_end_ms={record.get('t_end_ms')} has no text to embed")
+        vectors = self.embedder.embed([record["text"] for record in missing])
+        for record, vector in zip(missing, vectors):
+            record["embedding"] = vector.tolist()
+
+    # ---- reading
+
+    def count(self, table: str, where: str | None = None) -> int:
+        with self._failing_loudly(f"count rows of {table!r} at", table):
+            return self.table(table).count_rows(where)
+
+    def rows(self, table: str, *, video_id: str | None = None, config_id: str | None = None, where: str | None = None) -> pa.Table:
+        """Rows of `table`, optionally of one video/config and matching an SQL `where`."""
+        clauses = [c for c in (_eq("video_id", video_id), _eq("config_id", config_id), where) if c]
+        query = self.table(table).search().limit(None)
+        if clauses:
+            query = query.where(" AND ".join(f"({c})" for c in clauses))
+        with self._failing_loudly(f"read {table!r} at", table):
+            return query.to_arrow()
+
+    def get_video(self, video_id: str, config_id: str) -> dict | None:
+        found = self.rows("videos", video_id=video_id, config_id=config_id).to_pylist()
+        return found[0] if found else None
+
+    def videos(self, *, status: str | None = None, config_id: str | None = None) -> list[dict]:
+        return self.rows("videos", config_id=config_id, where=_eq("status", status)).to_pylist()
+
+    def done_video_ids(self, config_id: str) -> set[str]:
+        """Videos finished under `config_id`: a run with that config skips them."""
+        return {row["video_id"] for row in self.videos(status="done", config_id=config_id)}
+
+    def snapshots(self, video_id: str, config_id: str) -> list[dict]:
+        """Committed snapshots of one stream, oldest first."""
+        rows = self.rows("snapshots", video_id=video_id, config_id=config_id).to_pylist()
+        return sorted(rows, key=lambda row: row["t_ms"])
+
+    def latest_snapshot(self, video_id: str, config_id: str) -> dict | None:
+        """The newest committed snapshots row (its blob and all rows up to t_ms were committed first)."""
+        snapshots = self.snapshots(video_id, config_id)
+        return snapshots[-1] if snapshots else None
+
+    def load_snapshot(self, row: dict) -> bytes:
+        """The blob of a snapshots row, verified against the row's size and sha256."""
+        return read_blob(row["uri"], row["bytes"], row["sha256"], self.blob_storage_options)
+
+    def latest_loadable_snapshot(self, video_id: str, config_id: str) -> tuple[dict, bytes] | None:
+        """The newest snapshot whose blob verifies, with its bytes: where a resume starts.
+
+        A blob lost or damaged after its commit is skipped for the one before it (the rows after an
+        older snapshot are simply recomputed and upserted again).
+        """
+        for row in reversed(self.snapshots(video_id, config_id)):
+            try:
+                return row, self.load_snapshot(row)
+            except SnapshotIntegrityError:
+                continue
+        return None
+
+    # ---- search (the full query feature lives elsewhere; these are the building blocks)
+
+    def search_text(self, query: str, **filters: Any) -> list[dict]:
+        """Captions matching words of `query` (full-text, BM25), best first."""
+        table = self.table("captions")
+        if not any(index.columns == ["text"] for index in table.list_indices()):
+            raise StoreError(f"captions at {self.uri} have no full-text index yet: run ensure_indexes()")
+        return self._search(table.search(query, query_type="fts"), **filters)
+
+    def search_vector(self, query: str, **filters: Any) -> list[dict]:
+        """Captions nearest in meaning to `query` (cosine distance of embeddings), nearest first."""
+        vector = self.embedder.embed([query])[0]
+        search = self.table("captions").search(vector, vector_column_name="embedding").distance_type("cosine")
+        return self._search(search, **filters)
+
+    def _search(
+        self,
+        search,
+        *,
+        video_id: str | None = None,
+        config_id: str | None = None,
+        t_from: float | str | None = None,
+        t_to: float | str | None = None,
+        limit: int = 10,
+    ) -> list[dict]:
+        """Filters: one video/config; captions whose window (t_start, t_end] overlaps
+        [t_from, t_to] (seconds or HH:MM:SS)."""
+        clauses = [c for c in (_eq("video_id", video_id), _eq("config_id", config_id)) if c]
+        if t_from is not None:
+            clauses.append(f"t_end_ms >= {to_ms(t_from)}")
+        if t_to is not None:
+            clauses.append(f"t_start_ms < {to_ms(t_to)}")
+        if clauses:
+            search = search.where(" AND ".join(clauses), prefilter=True)
+        columns = ["video_id", "config_id", "t_start_ms", "t_end_ms", "text"]
+        with self._failing_loudly("search captions at", "captions"):
+            return search.select(columns).limit(limit).to_list()
+
+    def ensure_indexes(self, vector_min_rows: int = VECTOR_INDEX_MIN_ROWS) -> dict[str, str]:
+        """Create the captions full-text index, and the vector index once there are
+        `vector_min_rows` captions; fold new rows into existing indexes. Returns what it did.
+
+        Unindexed rows are still found (searched exhaustively), so this is for speed, not
+        correctness: call it after a batch of videos, not per checkpoint.
+        """
+        from lancedb.index import FTS, IvfPq
+
+        table = self.table("captions")
+        done: dict[str, str] = {}
+        with self._failing_loudly("index captions at", "captions"):
+            indexed = {tuple(index.columns): index for index in table.list_indices()}
+            rows = table.count_rows()
+            if ("text",) not in indexed:
+                table.create_index("text", config=FTS())
+                done["text"] = "created full-text index"
+            if ("embedding",) not in indexed and rows >= vector_min_rows:
+                partitions = max(1, int(math.sqrt(rows)))
+                table.create_index("embedding", config=IvfPq(distance_type="cosine", num_partitions=partitions))
+                done["embedding"] = f"created IVF_PQ vector index ({partitions} partitions)"
+            stale = [i.name for i in indexed.values() if table.index_stats(i.name).num_unindexed_rows]
+            if stale:
+                table.optimize()
+                done["optimize"] = f"added new rows to {', '.join(stale)}"
+        return done
+
+    # ---- errors
+
+    @contextmanager
+    def _failing_loudly(self, action: str, table: str | None = None) -> Iterator[None]:
+        """Re-raise any storage failure as StoreError naming the action and the URI."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as error:
+            where = f"{self.uri}/{table}" if table else self.uri
+            raise StoreError(f"cannot {action} {where}: {type(error).__name__}: {error}") from error
+
+
+def _metadata(arrow: pa.Schema, key: str) -> str | None:
+    value = (arrow.metadata or {}).get(key.encode())
+    return value.decode() if value is not None else None
+
+
+def _check_allowed(table: str, records: Iterable[dict]) -> None:
+    for column, allowed in load_schema(table).allowed_values().items():
+        for record in records:
+            if column in record and record[column] not in allowed:
+                raise StoreError(f"{table}: {column} must be one of {', '.join(allowed)}, got {record[column]!r}")
+
+
+def sql_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _eq(column: str, value: str | None) -> str | None:
+    return None if value is None else f"{column} = {sql_literal(value)}"
+
+
+def _key_filter(video_id: str, config_id: str) -> str:
+    return f"{_eq('video_id', video_id)} AND {_eq('config_id', config_id)}"
