@@ -69,7 +69,7 @@ def write_blob(uri: str, source: BlobSource, storage_options: dict | None = None
     directory, name = posixpath.split(path)
     temp_path = posixpath.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")  # dot: globs and Spark skip it
     try:
-        fs.makedirs(directory, exist_ok=True)
+        make_parent_dirs(fs, directory)
         with fs.open(temp_path, "wb") as file:
             writer = _HashingWriter(file)
             if callable(source):
@@ -98,6 +98,14 @@ def read_blob(uri: str, expected_bytes: int, expected_sha256: str, storage_optio
     if digest != expected_sha256:
         raise SnapshotIntegrityError(f"snapshot blob {uri} has sha256 {digest}, its row says {expected_sha256}")
     return data
+
+
+def make_parent_dirs(fs, directory: str) -> None:
+    """Create folders where they exist (local disks); on object stores makedirs would create a
+    missing bucket, and a wrong bucket name should fail instead."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if {"file", "local"} & set(protocols):
+        fs.makedirs(directory, exist_ok=True)
 
 
 def _remove_quietly(fs, path: str) -> None:

@@ -33,7 +33,12 @@ def utc_now() -> datetime:
 
 
 class Committer:
-    """All writes of one index (db + snapshot blobs + optional Parquet copy)."""
+    """All writes of one index (db + snapshot blobs + optional Parquet copy).
+
+    `storage_options` go to LanceDB (object_store keys, e.g. aws_endpoint); `fs_options` go to
+    fsspec for snapshot blobs and Parquet files (e.g. s3fs's endpoint_url). Credentials belong
+    in the environment, not in either.
+    """
 
     def __init__(
         self,
@@ -43,7 +48,7 @@ class Committer:
         *,
         embedding_model: str | None = None,
         storage_options: dict[str, str] | None = None,
-        blob_storage_options: dict | None = None,
+        fs_options: dict | None = None,
         store: Store | None = None,
     ):
         self.store = store or Store(
@@ -51,11 +56,11 @@ class Committer:
             create=True,
             embedding_model=embedding_model,
             storage_options=storage_options,
-            blob_storage_options=blob_storage_options,
+            fs_options=fs_options,
         )
         self.snapshot_root = snapshot_root
-        self.blob_storage_options = blob_storage_options
-        self.exporter = ParquetExporter(self.store, parquet_uri) if parquet_uri else None
+        self.fs_options = fs_options
+        self.exporter = ParquetExporter(self.store, parquet_uri, fs_options) if parquet_uri else None
         self._lock = threading.RLock()
 
     @classmethod
@@ -144,7 +149,7 @@ class Committer:
                 _check_rows_belong(table, prepared[table], video_id, config_id, t_ms)
             uri = snapshot_blob_uri(self.snapshot_root, video_id, config_id, t_ms)
 
-            blob = write_blob(uri, state, self.blob_storage_options)  # 1
+            blob = write_blob(uri, state, self.fs_options)  # 1
             for table, data in prepared.items():  # 2
                 self.store.upsert(table, data)
             snapshot = {  # 3: the commit point

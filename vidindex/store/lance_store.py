@@ -41,10 +41,10 @@ class Store:
         embedding_model: str | None = None,
         embedder: TextEmbedder | None = None,
         storage_options: dict[str, str] | None = None,
-        blob_storage_options: dict | None = None,
+        fs_options: dict | None = None,
     ):
         self.uri = str(db_uri)
-        self.blob_storage_options = blob_storage_options
+        self.fs_options = fs_options
         self._embedder = embedder
         if not create and "://" not in self.uri and not Path(self.uri).is_dir():
             raise StoreError(f"no vidindex database at {self.uri}: the directory does not exist")
@@ -241,7 +241,7 @@ class Store:
 
     def load_snapshot(self, row: dict) -> bytes:
         """The blob of a snapshots row, verified against the row's size and sha256."""
-        return read_blob(row["uri"], row["bytes"], row["sha256"], self.blob_storage_options)
+        return read_blob(row["uri"], row["bytes"], row["sha256"], self.fs_options)
 
     def latest_loadable_snapshot(self, video_id: str, config_id: str) -> tuple[dict, bytes] | None:
         """The newest snapshot whose blob verifies, with its bytes: where a resume starts.

@@ -22,7 +22,7 @@ import uuid
 import fsspec
 import pyarrow.parquet as pq
 
-from vidindex.store.blobs import check_path_component
+from vidindex.store.blobs import check_path_component, make_parent_dirs
 from vidindex.store.errors import StoreError
 from vidindex.store.schemas import TABLE_NAMES
 
@@ -75,7 +75,7 @@ class ParquetExporter:
         directory, name = posixpath.split(path)
         temp_path = posixpath.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
         try:
-            self._fs.makedirs(directory, exist_ok=True)
+            make_parent_dirs(self._fs, directory)
             pq.write_table(data, temp_path, filesystem=self._fs, compression="zstd")
             self._fs.mv(temp_path, path)
         except Exception as error:

@@ -1,0 +1,41 @@
+"""Object-store URIs: LanceDB tables, snapshot blobs and Parquet files on S3 (a local moto server)."""
+
+import pyarrow.parquet as pq
+import pytest
+
+from store_rows import CONFIG, VIDEO, caption, video_row
+from vidindex.store import Committer, Store
+
+
+def test_everything_on_s3(s3):
+    lance_options = {"aws_endpoint": s3["endpoint"], "aws_access_key_id": s3["key"],
+                     "aws_secret_access_key": s3["secret"], "aws_region": "us-east-1", "allow_http": "true"}
+    fs_options = {"key": s3["key"], "secret": s3["secret"], "client_kwargs": {"endpoint_url": s3["endpoint"]},
+                  "use_listings_cache": False}
+    committer = Committer("s3://index/db", "s3://index/snapshots", "s3://index/lake",
+                          storage_options=lance_options, fs_options=fs_options)
+    committer.start_video(video_row())
+    snapshot = committer.commit_checkpoint(VIDEO, CONFIG, 60, b"state on s3", {"captions": [caption(0), caption(1)]},
+                                           frames_seen=60)
+    committer.finish_video(VIDEO, CONFIG)
+    assert snapshot["uri"] == f"s3://index/snapshots/{VIDEO}/{CONFIG}/0000060000.safetensors"
+
+    reader = Store("s3://index/db", create=False, storage_options=lance_options, fs_options=fs_options)
+    assert reader.latest_loadable_snapshot(VIDEO, CONFIG)[1] == b"state on s3"
+    assert reader.search_text("parking", video_id=VIDEO)[0]["t_end_ms"] in (30_000, 60_000)
+    assert reader.done_video_ids(CONFIG) == {VIDEO}
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**fs_options)
+    tables_with_rows = ("videos", "captions", "snapshots")  # no answers: no file
+    assert sorted(fs.find("index/lake")) == sorted(f"index/lake/{t}/{CONFIG}/{VIDEO}.parquet" for t in tables_with_rows)
+    captions = pq.read_table(f"index/lake/captions/{CONFIG}/{VIDEO}.parquet", filesystem=fs)
+    assert captions.num_rows == 2 and captions.schema.field("embedding").type.list_size == 384
+
+def test_missing_bucket_fails_naming_the_uri(s3):
+    fs_options = {"key": s3["key"], "secret": s3["secret"], "client_kwargs": {"endpoint_url": s3["endpoint"]}}
+    from vidindex.store import StoreError, write_blob
+
+    with pytest.raises(StoreError, match="cannot write snapshot blob s3://no-such-bucket/x/1.safetensors"):
+        write_blob("s3://no-such-bucket/x/1.safetensors", b"state", fs_options)
