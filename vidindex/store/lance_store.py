@@ -156,15 +156,13 @@ class Store:
         return data.num_rows
 
     def update_video(self, video_id: str, config_id: str, values: dict[str, Any]) -> None:
-        """Set some columns of an existing videos row."""
-        unknown = set(values) - set(load_schema("videos").field_names) | (set(values) & {"video_id", "config_id"})
-        if unknown:
-            raise StoreError(f"cannot update videos columns {sorted(unknown)}")
-        if self.get_video(video_id, config_id) is None:
+        """Set some columns of an existing videos row (read, change, upsert the whole row)."""
+        if {"video_id", "config_id"} & set(values):
+            raise StoreError("update_video cannot change a row's key (video_id, config_id)")
+        row = self.get_video(video_id, config_id)
+        if row is None:
             raise StoreError(f"no videos row for video {video_id!r}, config {config_id!r} at {self.uri}")
-        _check_allowed("videos", [values])
-        with self._failing_loudly("update videos row in", "videos"):
-            self.table("videos").update(where=_key_filter(video_id, config_id), values=values)
+        self.upsert("videos", [{**row, **values}])
 
     def prepare_rows(self, table: str, rows: Rows) -> pa.Table:
         """Validated rows as an Arrow table of the table's schema, deduplicated by key."""
