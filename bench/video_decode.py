@@ -73,6 +73,8 @@ def worker(args) -> dict:
             stream = sample_frames(args.file, fps=1, size=448, prefetch=8)
             next(stream)
         time.sleep(2)
+        if backend == "decord":
+            del reader  # held open while measuring
         result = dict(idle_rss_mib=(psutil.Process().memory_info().rss - base) / 2**20)
     elif args.task == "bad":
         n, err = 0, None

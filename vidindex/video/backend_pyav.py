@@ -16,7 +16,7 @@ from typing import Iterator
 
 import av
 
-from vidindex.video.errors import CorruptVideo, UnsupportedCodec, VideoTruncated
+from vidindex.video.errors import CorruptVideo, VideoTruncated
 from vidindex.video.sampling import FrameSelector
 
 log = logging.getLogger(__name__)

@@ -71,6 +71,7 @@ def sample_frames(uri, fps: float = 1.0, size: int | None = 448, start: float = 
                 yield float(t), frame
             stats["decoded_frames"] = reader.decoded
             stats["bytes_read"] = fileobj.bytes_read
+            stats["skipped_damage_at"] = list(getattr(reader, "corrupt_spans", []))
         finally:
             if reader is not None:
                 reader.close()
