@@ -68,5 +68,5 @@ def test_window_attention_reference_matches_naive_loop():
     keys = torch.randn(3, capacity + T, 2, 8, generator=g)
     values = torch.randn(3, capacity + T, 2, 8, generator=g)
     kv_len = torch.tensor([0, 3, 7])
-    got = window_attention.sdpa_reference(q, keys, values, kv_len, capacity)
+    got = window_attention.sdpa_reference(q, keys, values, window_attention.window_mask(kv_len, capacity, T))
     torch.testing.assert_close(got, _naive_window_attention(q, keys, values, kv_len, capacity), atol=1e-5, rtol=1e-5)

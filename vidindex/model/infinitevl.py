@@ -74,10 +74,12 @@ class InfiniteVL(nn.Module):
         """
         cos, sin = mrope_cos_sin(positions, self.config, embeds.dtype)
         kv_len = state.counters["kv_len"]
+        t = embeds.shape[1]
+        cfg = self.config
+        plan = self.kernels.window_plan(kv_len, cfg.kv_capacity, t, cfg.head_dim, embeds.dtype)
         x = embeds
         for layer, layer_state in zip(self.model.layers, state.layers):
-            x = layer(x, cos, sin, layer_state, kv_len, self.kernels)
-        t = embeds.shape[1]
+            x = layer(x, cos, sin, layer_state, plan, self.kernels)
         kv_len.add_(t).clamp_(max=self.config.kv_capacity)
         state.counters["tokens_seen"].add_(t)
         last = self.model.norm(x[:, -1])

@@ -74,7 +74,7 @@ class SlidingWindowAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=True)
         self.o_proj = nn.Linear(hq * d, cfg.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, layer_state: dict, kv_len: torch.Tensor, kernels: Kernels):
+    def forward(self, x, cos, sin, layer_state: dict, plan, kernels: Kernels):
         """x [B, T, hidden]; cos/sin [B, T, head_dim]; layer_state holds keys/values [B, C, Hkv, D]."""
         B, T, _ = x.shape
         d = self.cfg.head_dim
@@ -87,7 +87,7 @@ class SlidingWindowAttention(nn.Module):
         keys = torch.cat((layer_state["keys"], k), 1)
         values = torch.cat((layer_state["values"], v), 1)
         capacity = layer_state["keys"].shape[1]
-        out = kernels.window_attention(q, keys, values, kv_len, capacity)
+        out = kernels.window_attention(q, keys, values, plan)
         # Keep the newest `capacity` tokens (the shift buffer stays chronological).
         layer_state["keys"].copy_(keys[:, -capacity:])
         layer_state["values"].copy_(values[:, -capacity:])
@@ -165,10 +165,10 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
 
-    def forward(self, x, cos, sin, layer_state, kv_len, kernels):
+    def forward(self, x, cos, sin, layer_state, plan, kernels):
         h = self.input_layernorm(x)
         if self.is_attention:
-            h = self.self_attn(h, cos, sin, layer_state, kv_len, kernels)
+            h = self.self_attn(h, cos, sin, layer_state, plan, kernels)
         else:
             h = self.self_attn(h, layer_state, kernels)
         x = x + h

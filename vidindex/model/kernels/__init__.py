@@ -37,10 +37,22 @@ class Kernels:
             return gated_delta.recurrent_reference(q, k, v, g, beta, state)
         return gated_delta.chunked_reference(q, k, v, g, beta, state)
 
-    def window_attention(self, q, keys, values, kv_len, capacity):
-        if self.name == "fast":
-            return window_attention.flex_attention(q, keys, values, kv_len, capacity)
-        return window_attention.sdpa_reference(q, keys, values, kv_len, capacity)
+    def window_plan(self, kv_len, capacity: int, t_new: int, head_dim: int, dtype) -> "WindowPlan":
+        """What every window layer of one step needs to mask attention; built once per step."""
+        if self.name == "fast" and window_attention.flex_supported(head_dim, dtype):
+            return WindowPlan("flex", window_attention.flex_block_mask(kv_len, capacity, t_new))
+        return WindowPlan("sdpa", window_attention.window_mask(kv_len, capacity, t_new))
+
+    def window_attention(self, q, keys, values, plan: "WindowPlan"):
+        if plan.kind == "flex":
+            return window_attention.flex_attention(q, keys, values, plan.mask)
+        return window_attention.sdpa_reference(q, keys, values, plan.mask)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    kind: str
+    mask: object
 
 
 def select_kernels(device: torch.device | str, choice: str | None = None) -> Kernels:

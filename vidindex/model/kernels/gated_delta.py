@@ -92,7 +92,7 @@ def fla_kernel(q, k, v, g, beta, state):
 
     fn = fused_recurrent_gated_delta_rule if q.shape[1] <= 64 else chunk_gated_delta_rule
     o, s = fn(
-        q, k, v, g.float(), beta,
+        q, k, v, g=g.float(), beta=beta,
         initial_state=state.float(),
         output_final_state=True,
         use_qk_l2norm_in_kernel=True,

@@ -28,8 +28,8 @@ def window_mask(kv_len: torch.Tensor, capacity: int, t_new: int) -> torch.Tensor
     return (band[None] & valid)[:, None]
 
 
-def sdpa_reference(q, keys, values, kv_len, capacity):
-    mask = window_mask(kv_len, capacity, q.shape[1])
+def sdpa_reference(q, keys, values, mask):
+    """mask: window_mask(...) for these shapes."""
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
         attn_mask=mask, enable_gqa=True,
@@ -37,24 +37,35 @@ def sdpa_reference(q, keys, values, kv_len, capacity):
     return out.transpose(1, 2)
 
 
+def flex_supported(head_dim: int, dtype: torch.dtype) -> bool:
+    """Shapes FlexAttention's Triton kernels serve well here (the model's 128-dim bf16 heads);
+    toy sizes take the SDPA path instead."""
+    return head_dim >= 64 and dtype in (torch.bfloat16, torch.float16)
+
+
 _compiled_flex = None
 
 
-def flex_attention(q, keys, values, kv_len, capacity):
-    """FlexAttention (CUDA): the same mask as a block-sparse mask_mod, so only blocks that hold
-    valid, in-window keys are computed."""
-    global _compiled_flex
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention as flex
+def flex_block_mask(kv_len, capacity, t_new):
+    """The same mask as a block-sparse BlockMask, built once per step for all window layers."""
+    from torch.nn.attention.flex_attention import create_block_mask
 
-    if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex, dynamic=False)
-    B, T = q.shape[:2]
     start = capacity - kv_len
 
     def mask_mod(b, h, qi, kj):
         return (kj <= capacity + qi) & (kj >= qi) & (kj >= start[b])
 
-    block_mask = create_block_mask(mask_mod, B, None, T, capacity + T, device=q.device)
+    return create_block_mask(mask_mod, kv_len.shape[0], None, t_new, capacity + t_new,
+                             device=kv_len.device, _compile=True)
+
+
+def flex_attention(q, keys, values, block_mask):
+    """FlexAttention (CUDA): only blocks holding valid, in-window keys are computed."""
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex, dynamic=False)
     out = _compiled_flex(
         q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
         block_mask=block_mask, enable_gqa=True,
