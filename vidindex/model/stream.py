@@ -151,21 +151,23 @@ class Stream:
 
     # Asking -----------------------------------------------------------------------------
     @torch.inference_mode()
-    def ask(self, question, max_new_tokens: int = 128):
+    def ask(self, question, max_new_tokens: int = 128, index: list[int] | None = None):
         """Greedy answer(s) to a question as of now, on a branch: the stream does not change.
-        One question (str) for all streams, or a list with one per stream."""
-        B = self.batch_size
-        questions = [question] * B if isinstance(question, str) else list(question)
-        if len(questions) != B:
-            raise ValueError(f"ask: got {len(questions)} questions for {B} streams")
-        tokens = self.generate(questions, max_new_tokens)
+
+        One question (str) for all streams, or a list with one per stream; `index` limits the
+        asking to those streams (the list then has one question per index)."""
+        index = list(range(self.batch_size)) if index is None else list(index)
+        questions = [question] * len(index) if isinstance(question, str) else list(question)
+        if len(questions) != len(index):
+            raise ValueError(f"ask: got {len(questions)} questions for {len(index)} streams")
+        branch = self.state.select(index)  # a copy: the branch
+        tokens = self._generate(branch, questions, max_new_tokens)
         tok = self.model.tokenizer
         answers = [tok.decode(t, skip_special_tokens=True).strip() for t in tokens]
-        return answers[0] if isinstance(question, str) and B == 1 else answers
+        return answers[0] if isinstance(question, str) and len(index) == 1 else answers
 
-    def generate(self, questions: list[str], max_new_tokens: int) -> list[list[int]]:
+    def _generate(self, branch: StreamState, questions: list[str], max_new_tokens: int) -> list[list[int]]:
         m, cfg = self.model, self.model.config
-        branch = self.state.clone()
         prompts = []
         for i, q in enumerate(questions):
             ids = encode(m.tokenizer, question_text(q))

@@ -1,8 +1,8 @@
 """A complete tiny InfiniteVL checkpoint in the official format, for tests and the demo.
 
 Same architecture and tensor names as the 4B model at toy sizes: 6 decoder layers (window
-attention at 0 and 4), a 2-block vision tower, a byte-level tokenizer with the checkpoint's
-special tokens. Weights are random (seeded): the outputs are well-defined but meaningless.
+attention at 0 and 4), a 2-block vision tower, a word-level tokenizer over a few hundred words
+with the checkpoint's special tokens. Weights are random (seeded): the outputs are well-defined but meaningless.
 """
 
 from __future__ import annotations
@@ -21,17 +21,36 @@ from .prompts import SPECIAL_TOKENS
 TINY_FRAME_SIZE = 56  # 2x2 merged tokens per frame
 
 
+# A small word vocabulary, so the random model's outputs are words that search can find.
+TINY_WORDS = (
+    "a an the and or but with without of in on at to from into over under near behind between "
+    "is are was were be has have had it its this that these those there here then now again "
+    "red orange yellow green blue purple pink brown black white grey gray dark bright light "
+    "circle square triangle rectangle shape shapes line dot box ball star ring stripe "
+    "person people man woman child dog cat car bus bike tree house road river sky cloud sun "
+    "room table chair door window screen wall floor street city field water fire snow rain "
+    "moves moving runs running walks walking stands standing sits sitting jumps turns opens "
+    "closes appears appearing disappears enters leaves falls rises grows shrinks spins stops "
+    "left right up down top bottom center middle corner edge front back inside outside "
+    "big small large tiny tall short long fast slow quiet loud empty full new old same other "
+    "one two three four five many few some all none every each first last next second minute "
+    "scene video frame camera view shot time clock number text sign time-code counter "
+    "what where when who why how which describe happened happens since description question "
+    "answer yes no you helpful assistant . , ? ! : -"
+).split()
+
+
 def build_tokenizer():
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    core = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    core.decoder = decoders.ByteLevel()
+    words = ["<unk>"] + sorted(set(TINY_WORDS))
+    core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     core.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None,
+        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<unk>",
+        bos_token=None,
     )
 
 
