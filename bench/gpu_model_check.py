@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 
@@ -22,8 +21,7 @@ import torch
 
 from vidindex.model import TINY_FRAME_SIZE, ModelConfig, load_model, write_tiny_checkpoint
 from vidindex.model.kernels import Kernels, gated_delta, window_attention
-from vidindex.model.loading import build_empty
-from vidindex.model.vision import reset_rotary_buffers
+from vidindex.model.tiny import random_model
 
 
 def rel_err(a, b):
@@ -110,25 +108,7 @@ def check_tiny(results):
 
 
 def random_4b(kernels: str):
-    cfg = ModelConfig()  # defaults are the 4B config
-    model = build_empty(cfg)
-    model.to_empty(device="cuda")
-    g = torch.Generator(device="cuda").manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("A_log"):
-                p.uniform_(0.0, math.log(16), generator=g)
-            elif name.endswith("dt_bias"):
-                p.uniform_(-7.0, -2.3, generator=g)
-            elif p.ndim == 1 and ("norm" in name or "ln_q" in name):
-                p.fill_(1.0)
-            elif p.ndim == 1:
-                p.normal_(0, 0.02, generator=g)
-            else:
-                p.normal_(0, 1.0 / math.sqrt(p[0].numel()), generator=g)
-    model.to(torch.bfloat16)
-    reset_rotary_buffers(model.visual, "cuda")
-    model.requires_grad_(False).eval()
+    model = random_model(ModelConfig(), "cuda")  # defaults are the 4B config
     model.kernels = Kernels(kernels)
     return model
 

@@ -70,25 +70,51 @@ def tiny_config(tokenizer) -> ModelConfig:
     )
 
 
+def _fill_random(name: str, p: torch.Tensor, gen: torch.Generator) -> None:
+    """Seeded values with sensible scales: decays in (0, 1), norms near 1, small projections."""
+    if name.endswith("A_log"):
+        p.uniform_(0.0, math.log(16), generator=gen)
+    elif name.endswith("dt_bias"):
+        dt = torch.empty_like(p, dtype=torch.float32).uniform_(math.log(1e-3), math.log(1e-1), generator=gen).exp()
+        p.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+    elif p.ndim == 1 and ("norm" in name or "ln_q" in name):
+        p.normal_(1.0, 0.1, generator=gen)
+    elif p.ndim == 1:  # biases
+        p.normal_(0.0, 0.02, generator=gen)
+    else:
+        p.normal_(0.0, 1.0 / math.sqrt(p[0].numel()), generator=gen)
+
+
 def random_weights(model: InfiniteVL, seed: int) -> dict[str, torch.Tensor]:
-    """Seeded weights with sensible scales: decays in (0, 1), norms at 1, small projections."""
+    """Seeded CPU weights for every parameter of a (meta) model."""
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for name, p in model.named_parameters():
-        if name.endswith("A_log"):
-            t = torch.empty(p.shape).uniform_(0.0, math.log(16), generator=gen)
-        elif name.endswith("dt_bias"):
-            dt = torch.empty(p.shape).uniform_(math.log(1e-3), math.log(1e-1), generator=gen).exp()
-            t = dt + torch.log(-torch.expm1(-dt))  # inverse softplus
-        elif p.ndim == 1 and ("norm" in name or "ln_q" in name):
-            t = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
-        elif p.ndim == 1:  # biases
-            t = 0.02 * torch.randn(p.shape, generator=gen)
-        else:
-            fan_in = p[0].numel()
-            t = torch.randn(p.shape, generator=gen) / math.sqrt(fan_in)
-        out[name] = t.contiguous()
+        t = torch.empty(p.shape)
+        _fill_random(name, t, gen)
+        out[name] = t
     return out
+
+
+def random_model(cfg: ModelConfig, device, dtype=torch.bfloat16, seed: int = 0, frame_size: int = 448) -> InfiniteVL:
+    """A model of any config with seeded random weights made on `device` (for GPU checks and
+    benchmarks at full size, where no checkpoint is needed)."""
+    from .kernels import select_kernels
+    from .loading import build_empty
+    from .vision import reset_rotary_buffers
+
+    model = build_empty(cfg, frame_size)
+    model.to_empty(device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            _fill_random(name, p, gen)
+    model.to(dtype)
+    reset_rotary_buffers(model.visual, device)
+    model.requires_grad_(False).eval()
+    model.kernels = select_kernels(device)
+    model.tokenizer = build_tokenizer()
+    return model
 
 
 def write_tiny_checkpoint(directory: str | Path, seed: int = 0, layout: str = "legacy") -> Path:

@@ -80,8 +80,84 @@ def reset_rotary_buffers(tower: nn.Module, device) -> None:
 
 def encode_frames(tower: nn.Module, pixel_values: torch.Tensor, n_frames: int, size: int, vc: VisionConfig):
     """pixel_values -> frame tokens [n_frames, tokens_per_frame, out_hidden] (raster order)."""
+    if windows_are_uniform(size, vc):
+        return encode_uniform_windows(tower, pixel_values, n_frames, size, vc)
     g = size // vc.patch_size
     grid = torch.tensor([[1, g, g]] * n_frames, device=pixel_values.device)
     out = tower(pixel_values, grid_thw=grid)
     feats = out if isinstance(out, torch.Tensor) else out.pooler_output
     return feats.reshape(n_frames, -1, feats.shape[-1])
+
+
+def _window_units(size: int, vc: VisionConfig) -> tuple[int, int]:
+    """(merge units per frame side, merge units per window side)."""
+    units = size // vc.patch_size // vc.spatial_merge_size
+    per_window = vc.window_size // vc.patch_size // vc.spatial_merge_size
+    return units, min(per_window, units)
+
+
+def windows_are_uniform(size: int, vc: VisionConfig) -> bool:
+    """True when every attention window of a frame has the same size (e.g. 448 px: 16 windows
+    of 8x8 patches), so windows batch as one dense attention call."""
+    units, per_window = _window_units(size, vc)
+    return units % per_window == 0
+
+
+def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int, size: int, vc: VisionConfig):
+    """The vision tower's forward with the same weights and math, batched: windows (and, in the
+    full-attention blocks, whole frames) become the batch of one dense SDPA call instead of a
+    loop over variable-length segments.
+
+    Patches are kept window-major (frame, window row, window col, unit row, unit col, 2x2 patch);
+    every block attends within a window or within a frame, which only needs views of that
+    order, and the 2x2 patches of a merge unit stay adjacent for the merger.
+    """
+    units, we = _window_units(size, vc)
+    nw = units // we
+    m2 = vc.spatial_merge_size ** 2
+    C, H = vc.hidden_size, vc.num_heads
+    hd = C // H
+    x = tower.patch_embed(pixel_values)  # [n * P, C], processor order: unit raster, 2x2 inside
+    x = x.view(n, nw, we, nw, we, m2, C).permute(0, 1, 3, 2, 4, 5, 6).reshape(n, -1, C)
+    cos, sin = _rotary_window_major(size, vc, x.device)  # [P, hd]
+    windows, per_window = n * nw * nw, we * we * m2
+    full = set(vc.fullatt_block_indexes)
+    for j, block in enumerate(tower.blocks):
+        shape = (n, -1) if j in full else (windows, per_window)
+        c, s = (t.view(*((1, -1) if j in full else (nw * nw, per_window)), hd) for t in (cos, sin))
+        if j not in full:
+            c, s = c.repeat(n, 1, 1), s.repeat(n, 1, 1)
+        h = block.norm1(x).view(*shape, C)
+        q, k, v = block.attn.qkv(h).view(*h.shape[:2], 3, H, hd).unbind(2)
+        q, k = (_rotate(t, c, s) for t in (q, k))
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        x = x + block.attn.proj(out.transpose(1, 2).reshape(n, -1, C))
+        x = x + block.mlp(block.norm2(x))
+    y = tower.merger(x.reshape(-1, C))  # [n * units^2, out]
+    y = y.view(n, nw, nw, we, we, -1).permute(0, 1, 3, 2, 4, 5)  # back to unit raster order
+    return y.reshape(n, units * units, -1)
+
+
+def _rotate(t, cos, sin):
+    """Rotary embedding in fp32, as the tower does. t [S, L, H, hd]; cos/sin [S or 1, L, hd]."""
+    tf = t.float()
+    a, b = tf.chunk(2, dim=-1)
+    rotated = torch.cat((-b, a), dim=-1)
+    return (tf * cos[:, :, None] + rotated * sin[:, :, None]).to(t.dtype)
+
+
+def _rotary_window_major(size: int, vc: VisionConfig, device):
+    """cos/sin [P, head_dim] of each patch of a frame, in window-major order."""
+    units, we = _window_units(size, vc)
+    nw, m = units // we, vc.spatial_merge_size
+    hd = vc.hidden_size // vc.num_heads
+    quarter = torch.arange(0, hd // 2, 2, device=device, dtype=torch.float32) / (hd // 2)
+    inv_freq = 1.0 / (10000.0 ** quarter)
+    # patch (row, col) for (window row, window col, unit row, unit col, patch row, patch col)
+    wr, wc, ur, uc, pr, pc = torch.meshgrid(*(torch.arange(k, device=device) for k in (nw, nw, we, we, m, m)),
+                                            indexing="ij")
+    rows = ((wr * we + ur) * m + pr).flatten().float()
+    cols = ((wc * we + uc) * m + pc).flatten().float()
+    half = torch.cat((rows[:, None] * inv_freq, cols[:, None] * inv_freq), dim=-1)
+    emb = torch.cat((half, half), dim=-1)
+    return emb.cos(), emb.sin()
