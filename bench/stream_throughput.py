@@ -41,6 +41,13 @@ def frames(n, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 448, 448, 3), dtype=np.uint8)
 
 
+def report(res, out):
+    print(json.dumps(res), flush=True)
+    if out:
+        with open(out, "w") as f:
+            json.dump(res, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
@@ -58,7 +65,7 @@ def main():
         res[f"vision_ms_per_frame_tower_n{n}"] = tower * 1e3 / n
         res[f"vision_ms_per_frame_batched_n{n}"] = batched * 1e3 / n
         res[f"vision_tflops_batched_n{n}"] = 1.34e12 * n / batched / 1e12
-        print(json.dumps(res, indent=1), flush=True)
+        report(res, args.out)
 
     for streams, per_feed in ((1, 8), (1, 32), (4, 8)):
         s = model.new_stream(batch=streams)
@@ -78,7 +85,7 @@ def main():
         res[f"feed_fps_streams{streams}_perfeed{per_feed}"] = fps
         res[f"feed_share_of_ceiling_streams{streams}_perfeed{per_feed}"] = fps * FLOP_PER_FRAME / PEAK_FLOPS
         res[f"peak_gb_streams{streams}_perfeed{per_feed}"] = torch.cuda.max_memory_allocated() / 1e9
-        print(json.dumps(res, indent=1), flush=True)
+        report(res, args.out)
         del s
 
     # ask as of T: snapshot at 300 s, replay 300 frames, answer
@@ -98,10 +105,7 @@ def main():
 
     res["ask_at_T_replay300_s"] = sync_time(ask_at, reps=2)
     res["snapshot_mb"] = len(blob) / 1e6
-    print(json.dumps(res, indent=1), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=1)
+    report(res, args.out)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ class Kernels:
 
     def window_plan(self, kv_len, capacity: int, t_new: int, head_dim: int, dtype) -> "WindowPlan":
         """What every window layer of one step needs to mask attention; built once per step."""
-        if self.name == "fast" and window_attention.flex_supported(head_dim, dtype):
+        if self.name == "fast" and window_attention.flex_supported(t_new, head_dim, dtype):
             return WindowPlan("flex", window_attention.flex_block_mask(kv_len, capacity, t_new))
         return WindowPlan("sdpa", window_attention.window_mask(kv_len, capacity, t_new))
 

@@ -37,10 +37,14 @@ def sdpa_reference(q, keys, values, mask):
     return out.transpose(1, 2)
 
 
-def flex_supported(head_dim: int, dtype: torch.dtype) -> bool:
-    """Shapes FlexAttention's Triton kernels serve well here (the model's 128-dim bf16 heads);
-    toy sizes take the SDPA path instead."""
-    return head_dim >= 64 and dtype in (torch.bfloat16, torch.float16)
+FLEX_MIN_QUERIES = 128
+
+
+def flex_supported(t_new: int, head_dim: int, dtype: torch.dtype) -> bool:
+    """Where FlexAttention's Triton kernels serve well here: frame prefill (>= 128 queries) with
+    the model's 128-dim bf16 heads. Short queries (questions, decode steps) are memory-bound and
+    its decode kernel failed to compile for some lengths, so they, and toy sizes, take SDPA."""
+    return t_new >= FLEX_MIN_QUERIES and head_dim >= 64 and dtype in (torch.bfloat16, torch.float16)
 
 
 _compiled_flex = None
