@@ -117,7 +117,9 @@ def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int,
     m2 = vc.spatial_merge_size ** 2
     C, H = vc.hidden_size, vc.num_heads
     hd = C // H
-    x = tower.patch_embed(pixel_values)  # [n * P, C], processor order: unit raster, 2x2 inside
+    # The patch embedding is a Conv3d whose kernel covers the whole patch: one matmul.
+    proj = tower.patch_embed.proj.weight
+    x = F.linear(pixel_values.to(proj.dtype), proj.reshape(C, -1))  # [n * P, C]: unit raster, 2x2 inside
     x = x.view(n, nw, we, nw, we, m2, C).permute(0, 1, 3, 2, 4, 5, 6).reshape(n, -1, C)
     cos, sin = _rotary_window_major(size, vc, x.device)  # [P, hd]
     windows, per_window = n * nw * nw, we * we * m2
