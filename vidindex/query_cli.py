@@ -1,0 +1,228 @@
+"""CLI subcommands over vidindex.query: `vidindex search`, `vidindex ask`, `vidindex ask-archive`.
+
+For each: add_<name>_parser(subparsers) adds it (and sets `func` to run_<name>), and
+run_<name>(args) -> exit code runs it. Output is a readable table by default and JSON with
+--json. Bad input ends with one line on stderr, "vidindex <name>: error: ...", and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import PurePosixPath
+
+from vidindex.timefmt import format_time
+
+DEFAULT_LIMIT = 10
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+# ---- parsers
+
+
+def add_search_parser(subparsers):
+    from vidindex.query.common import DEFAULT_ASK_QUESTION
+    from vidindex.query.search import MODES
+
+    p = subparsers.add_parser("search", help="find moments by words, meaning, or both",
+                              description="Search captions (and answers) of an index.")
+    p.add_argument("query", help="what to look for")
+    _db(p)
+    p.add_argument("--mode", choices=MODES, default="hybrid", help="fts (BM25), vector, or hybrid (default: RRF of both)")
+    p.add_argument("--video", help="only this video (video_id or URI)")
+    p.add_argument("--config", help="only this index config_id")
+    p.add_argument("--from", dest="t_from", metavar="T", help="from this time (seconds or HH:MM:SS)")
+    p.add_argument("--to", dest="t_to", metavar="T", help="up to this time (seconds or HH:MM:SS)")
+    p.add_argument("--where", metavar="SQL", help="SQL predicate on the captions table, e.g. \"t_end_ms > 60000\"")
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"hits to show (default {DEFAULT_LIMIT})")
+    p.add_argument("--answers", action="store_true", help="search the answers table too (matched by words)")
+    p.add_argument("--ask-question", default=DEFAULT_ASK_QUESTION, help="question put in each hit's ask line")
+    _json(p)
+    p.set_defaults(func=run_search)
+    return p
+
+
+def add_ask_parser(subparsers):
+    p = subparsers.add_parser("ask", help="ask a video a question as of a time",
+                              description="Answer a question as of time T from the nearest snapshot.")
+    p.add_argument("video", help="video_id (or the URI it was indexed from)")
+    p.add_argument("question")
+    p.add_argument("--at", required=True, metavar="T", help="seconds, HH:MM:SS, or 'end'")
+    _db(p)
+    p.add_argument("--config", help="index config_id, when the video is indexed under several")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
+    p.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the index config's)")
+    _json(p)
+    p.set_defaults(func=run_ask)
+    return p
+
+
+def add_ask_archive_parser(subparsers):
+    from vidindex.query.archive import DEFAULT_BATCH_SIZE
+
+    p = subparsers.add_parser("ask-archive", help="ask one question of many videos from their snapshots",
+                              description="Ask a new question of every matching video from its saved state; "
+                                          "answers are stored in the answers table.")
+    p.add_argument("question")
+    _db(p)
+    p.add_argument("--where", metavar="SQL", help="SQL predicate on the videos table, e.g. \"uri LIKE '%%cam3%%'\"")
+    p.add_argument("--at", default="end", metavar="end|T",
+                   help="end (default), or T: each video's latest snapshot at or before T (no replay)")
+    p.add_argument("--no-ray", action="store_true", help="answer in this process instead of on Ray actors")
+    p.add_argument("--actors", type=int, help="Ray actors (default: one per GPU, or 2 on CPU)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="snapshots asked per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--force", action="store_true", help="ask again even where an answer is stored")
+    _json(p)
+    p.set_defaults(func=run_ask_archive)
+    return p
+
+
+def _db(p):
+    p.add_argument("--db", required=True, metavar="URI", help="the index database (local folder or s3://...)")
+
+
+def _json(p):
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+# ---- runners
+
+
+def run_search(args) -> int:
+    from vidindex.query.search import search
+
+    def work():
+        return search(args.db, args.query, mode=args.mode, video_id=args.video, config_id=args.config,
+                      t_from=args.t_from, t_to=args.t_to, where=args.where, limit=args.limit,
+                      include_answers=args.answers, ask_question=args.ask_question)
+
+    return _run("search", args, work, _print_search)
+
+
+def run_ask(args) -> int:
+    from vidindex.query.ask import ask_at
+
+    def work():
+        return ask_at(args.db, args.video, args.at, args.question, config_id=args.config, device=args.device,
+                      max_new_tokens=args.max_new_tokens)
+
+    return _run("ask", args, work, _print_ask)
+
+
+def run_ask_archive(args) -> int:
+    from vidindex.query.archive import ask_archive
+
+    def work():
+        return ask_archive(args.db, args.question, where=args.where, at=args.at,
+                           use_ray=False if args.no_ray else None, num_actors=args.actors,
+                           batch_size=args.batch_size, device=args.device, force=args.force,
+                           ray_address=args.ray_address)
+
+    def exit_code(result) -> int:
+        return 1 if result.errors or not result.answers else 0
+
+    return _run("ask-archive", args, work, _print_archive, exit_code)
+
+
+def _run(name, args, work, printer, exit_code=lambda result: 0) -> int:
+    from vidindex.config import ConfigError
+    from vidindex.model import ModelError
+    from vidindex.query.errors import QueryError
+    from vidindex.store import StoreError
+    from vidindex.video import VideoError
+
+    try:
+        result = work()
+    except (QueryError, StoreError, ConfigError, ModelError, VideoError) as error:
+        print(f"vidindex {name}: error: {_one_line(str(error))}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        printer(result)
+    return exit_code(result)
+
+
+# ---- human output
+
+
+def _print_search(result) -> None:
+    hits = result.hits
+    print(f"{len(hits)} hit{'s' if len(hits) != 1 else ''} for {result.query!r} ({result.mode}) in {result.db}")
+    if not hits:
+        print("(nothing matched: try another mode, fewer filters, or other words)")
+        return
+    rows = [[str(i), f"{h.score:.4f}", _name(h.uri or h.video_id), format_time(h.t_start), format_time(h.t_end),
+             h.source, _clip(h.text, 60)] for i, h in enumerate(hits, 1)]
+    lines = _table(["#", "score", "video", "from", "to", "kind", "text"], rows)
+    print(lines[0])
+    for line, hit in zip(lines[1:], hits):
+        print(line)
+        print(f"    $ {hit.ask_command}")
+
+
+def _print_ask(result) -> None:
+    a = result.as_of
+    t = a.timings
+    print(f"Q: {_clean(result.question)}")
+    print(f"A: {_clean(result.answer) or '(empty answer)'}")
+    print()
+    rows = [
+        ["video", f"{a.video_id}  {a.uri}"],
+        ["as of", format_time(a.as_of) + ("" if a.at is None or a.at == a.as_of else f"  (asked at {format_time(a.at)})")],
+        ["snapshot", "none before this time: watched from the start" if a.snapshot_t is None
+         else f"{format_time(a.snapshot_t)}  {a.snapshot_uri}"],
+        ["replayed", f"{a.frames_replayed} frame{'s' if a.frames_replayed != 1 else ''}"
+         + ("" if a.last_frame_t is None else f", last frame at {format_time(a.last_frame_t)}")],
+        ["timings", "  ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.3f} s" for k, v in t.items())],
+        ["device", result.device],
+    ]
+    if a.note:
+        rows.append(["note", a.note])
+    for line in _table(None, rows):
+        print(line)
+
+
+def _print_archive(result) -> None:
+    new = sum(not a.cached for a in result.answers)
+    print(f"Q: {_clean(result.question)}  (question_id {result.question_id}, "
+          f"as of {'the end' if result.at is None else format_time(result.at)})")
+    if result.answers:
+        rows = [[_name(a.uri), a.video_id, format_time(a.t), "stored" if a.cached else "new", _clip(a.answer, 70)]
+                for a in result.answers]
+        for line in _table(["video", "video_id", "as of", "", "answer"], rows):
+            print(line)
+    print(f"{len(result.answers)} answer{'s' if len(result.answers) != 1 else ''}: {new} new, "
+          f"{len(result.answers) - new} stored earlier; {result.written} row{'s' if result.written != 1 else ''} "
+          f"written; ran on {result.ran_on} in {result.timings.get('total_s', 0.0):.2f} s")
+    for title, items in (("skipped", result.skipped), ("errors", result.errors)):
+        if items:
+            print(f"{title}:")
+            for item in items:
+                print(f"  {_name(item.uri)} ({item.video_id}): {_one_line(item.reason)}")
+
+
+def _table(header, rows) -> list[str]:
+    all_rows = ([header] if header else []) + rows
+    widths = [max(len(str(row[i])) for row in all_rows) for i in range(len(all_rows[0]))]
+    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in all_rows]
+
+
+def _name(uri: str) -> str:
+    return PurePosixPath(str(uri)).name or str(uri)
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub(" ", str(text))
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(_clean(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
