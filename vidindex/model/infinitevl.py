@@ -61,7 +61,8 @@ class InfiniteVL(nn.Module):
     def embed_frames(self, frames_u8: torch.Tensor) -> torch.Tensor:
         """uint8 [N, H, W, 3] -> [N, tokens_per_frame, hidden]."""
         pixels = preprocess(frames_u8, self.frame_size, self.config.vision, self.device, self.dtype)
-        return encode_frames(self.visual, pixels, frames_u8.shape[0], self.frame_size, self.config.vision)
+        return encode_frames(self.visual, pixels, frames_u8.shape[0], self.frame_size, self.config.vision,
+                             compiled=self.kernels.name == "fast")
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.embed_tokens(ids)
