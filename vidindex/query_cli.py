@@ -1,8 +1,11 @@
 """CLI subcommands over vidindex.query: `vidindex search`, `vidindex ask`, `vidindex ask-archive`.
 
-For each: add_<name>_parser(subparsers) adds it (and sets `func` to run_<name>), and
+For each: add_<name>_parser(subparsers) adds it (and sets `run` to run_<name>), and
 run_<name>(args) -> exit code runs it. Output is a readable table by default and JSON with
---json. Bad input ends with one line on stderr, "vidindex <name>: error: ...", and exit code 1.
+--json. An error ends with one line on stderr, "vidindex <name>: error: ...", and the exit codes
+of vidindex.cli: 2 for a usage error (bad time, filter, video id, database path), 1 for a runtime
+failure (storage, model, a missing or damaged snapshot blob, an unreadable video; ask-archive:
+any video whose snapshot could not be used, or no answer at all).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import PurePosixPath
 from vidindex.timefmt import format_time
 
 DEFAULT_LIMIT = 10
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -39,7 +43,7 @@ def add_search_parser(subparsers):
     p.add_argument("--answers", action="store_true", help="search the answers table too (matched by words)")
     p.add_argument("--ask-question", default=DEFAULT_ASK_QUESTION, help="question put in each hit's ask line")
     _json(p)
-    p.set_defaults(func=run_search)
+    p.set_defaults(run=run_search)
     return p
 
 
@@ -54,7 +58,7 @@ def add_ask_parser(subparsers):
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
     p.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the index config's)")
     _json(p)
-    p.set_defaults(func=run_ask)
+    p.set_defaults(run=run_ask)
     return p
 
 
@@ -76,7 +80,7 @@ def add_ask_archive_parser(subparsers):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--force", action="store_true", help="ask again even where an answer is stored")
     _json(p)
-    p.set_defaults(func=run_ask_archive)
+    p.set_defaults(run=run_ask_archive)
     return p
 
 
@@ -122,15 +126,15 @@ def run_ask_archive(args) -> int:
                            ray_address=args.ray_address)
 
     def exit_code(result) -> int:
-        return 1 if result.errors or not result.answers else 0
+        return EXIT_FAILURE if result.errors or not result.answers else EXIT_OK
 
     return _run("ask-archive", args, work, _print_archive, exit_code)
 
 
-def _run(name, args, work, printer, exit_code=lambda result: 0) -> int:
+def _run(name, args, work, printer, exit_code=lambda result: EXIT_OK) -> int:
     from vidindex.config import ConfigError
     from vidindex.model import ModelError
-    from vidindex.query.errors import QueryError
+    from vidindex.query.errors import QueryError, UnreadableIndexData
     from vidindex.store import StoreError
     from vidindex.video import VideoError
 
@@ -138,7 +142,8 @@ def _run(name, args, work, printer, exit_code=lambda result: 0) -> int:
         result = work()
     except (QueryError, StoreError, ConfigError, ModelError, VideoError) as error:
         print(f"vidindex {name}: error: {_one_line(str(error))}", file=sys.stderr)
-        return 1
+        usage = isinstance(error, (QueryError, ConfigError)) and not isinstance(error, UnreadableIndexData)
+        return EXIT_USAGE if usage else EXIT_FAILURE
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
@@ -191,9 +196,9 @@ def _print_archive(result) -> None:
     print(f"Q: {_clean(result.question)}  (question_id {result.question_id}, "
           f"as of {'the end' if result.at is None else format_time(result.at)})")
     if result.answers:
-        rows = [[_name(a.uri), a.video_id, format_time(a.t), "stored" if a.cached else "new", _clip(a.answer, 70)]
+        rows = [[_name(a.uri), a.video_id, format_time(a.t), "earlier" if a.cached else "now", _clip(a.answer, 70)]
                 for a in result.answers]
-        for line in _table(["video", "video_id", "as of", "", "answer"], rows):
+        for line in _table(["video", "video_id", "as of", "asked", "answer"], rows):
             print(line)
     print(f"{len(result.answers)} answer{'s' if len(result.answers) != 1 else ''}: {new} new, "
           f"{len(result.answers) - new} stored earlier; {result.written} row{'s' if result.written != 1 else ''} "

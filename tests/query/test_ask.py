@@ -95,3 +95,15 @@ def test_max_new_tokens_limits_the_answer(archive):
     full = ask_at(archive.db, video_id, 9, QUESTION)
     assert len(short.answer.split()) <= 2
     assert full.answer.startswith(short.answer)
+
+
+@pytest.mark.parametrize("t", [7.9, 3.7])
+def test_replay_decoded_in_parallel_segments_is_the_same(exact_archive, t):
+    """A long replay is decoded by several readers, each from its own start: the frames joined
+    in order are exactly the frames of one reader."""
+    db, video_id = exact_archive
+    stream, as_of = stream_as_of(db, video_id, t, replay_batch=1, decode_workers=3, segment_seconds=1.0)
+    direct, frames = watched_until(db, video_id, t, frame_by_frame=True)
+    assert stream.frames_seen == [frames]
+    assert as_of.frames_replayed == (7 if t == 7.9 else 8)
+    assert_states(stream, direct, exact=True)

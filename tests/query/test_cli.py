@@ -22,7 +22,7 @@ def parser():
 
 def run(parser, capsys, *argv):
     args = parser.parse_args([str(a) for a in argv])
-    code = args.func(args)
+    code = args.run(args)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -96,13 +96,15 @@ def test_ask_archive(parser, capsys, archive):
     assert code == 0 and not err
     lines = out.splitlines()
     assert lines[0].startswith(f"Q: {question}  (question_id adhoc-") and lines[0].endswith("as of the end)")
-    assert lines[1].split() == ["video", "video_id", "as", "of", "answer"]
+    assert lines[1].split() == ["video", "video_id", "as", "of", "asked", "answer"]
     assert [line.split()[:4] for line in lines[2:5]] == [
-        [f"cam{i}.mp4", archive.video_ids[f"cam{i}.mp4"], "00:00:10", "new"] for i in range(3)]
+        [f"cam{i}.mp4", archive.video_ids[f"cam{i}.mp4"], "00:00:10", "now"] for i in range(3)]
     assert lines[5].startswith("3 answers: 3 new, 0 stored earlier; 3 rows written; ran on local")
     assert lines[6] == "skipped:"
     assert lines[7].startswith(f"  broken.mp4 ({archive.failed_id}): failed before its first snapshot: NotAVideo")
 
+    code, out, _ = run(parser, capsys, "ask-archive", question, "--db", archive.db)
+    assert code == 0 and [line.split()[3] for line in out.splitlines()[2:5]] == ["earlier"] * 3
     code, out, _ = run(parser, capsys, "ask-archive", question, "--db", archive.db, "--json")
     result = json.loads(out)
     assert code == 0 and result["written"] == 0 and result["ran_on"] == "none"
@@ -122,13 +124,13 @@ def test_bad_input_is_one_clear_line(parser, capsys, archive, argv, message):
     names = {"cam0": archive.video_ids["cam0.mp4"], "failed": archive.failed_id}
     argv = [a.format(**names) for a in argv]
     code, out, err = run(parser, capsys, *argv, "--db", archive.db)
-    assert code == 1 and not out
+    assert code == 2 and not out  # usage errors
     assert err.startswith(message.format(**names)) and err.count("\n") == 1
 
 
 def test_unknown_database(parser, capsys, tmp_path):
     code, out, err = run(parser, capsys, "search", "x", "--db", tmp_path / "missing")
-    assert code == 1 and err.startswith(f"vidindex search: error: cannot open vidindex database {tmp_path / 'missing'}")
+    assert code == 2 and err.startswith(f"vidindex search: error: cannot open vidindex database {tmp_path / 'missing'}")
 
 
 def test_archive_with_a_broken_snapshot_exits_non_zero(parser, capsys, single_video_db):
@@ -142,3 +144,5 @@ def test_archive_with_a_broken_snapshot_exits_non_zero(parser, capsys, single_vi
     code, out, err = run(parser, capsys, "ask-archive", "q?", "--db", db, "--no-ray")
     assert code == 1
     assert "errors:" in out and "is missing" in out
+    code, out, err = run(parser, capsys, "ask", video_id, "q?", "--at", "end", "--db", db)
+    assert code == 1 and "is missing" in err and err.count("\n") == 1

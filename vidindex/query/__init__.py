@@ -14,11 +14,11 @@ from vidindex.query.archive import (ArchiveAnswer, ArchiveResult, ArchiveSkip, a
                                     question_id_for)
 from vidindex.query.ask import AskResult, AsOf, ask_at, parse_at, stream_as_of
 from vidindex.query.common import DEFAULT_ASK_QUESTION, open_store
-from vidindex.query.errors import QueryError
+from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.search import MODES, RRF_K, SearchHit, SearchResult, reciprocal_rank_fusion, search
 
 __all__ = [
     "ArchiveAnswer", "ArchiveResult", "ArchiveSkip", "AskResult", "AsOf", "DEFAULT_ASK_QUESTION", "MODES",
     "QueryError", "RRF_K", "SearchHit", "SearchResult", "answer_batch", "ask_archive", "ask_at", "open_store",
-    "parse_at", "question_id_for", "reciprocal_rank_fusion", "search", "stream_as_of",
+    "parse_at", "question_id_for", "reciprocal_rank_fusion", "search", "stream_as_of", "UnreadableIndexData",
 ]

@@ -13,19 +13,23 @@ snapshot. A video with no snapshot (e.g. failed before the first one) cannot be 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 
 from vidindex.model import SnapshotError
 from vidindex.query.common import VideoTarget, open_store, parse_seconds, resolve_video
-from vidindex.query.errors import QueryError
+from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.models import model_for
 from vidindex.store import SnapshotIntegrityError, Store, StoreError
 from vidindex.timefmt import format_time, from_ms
 from vidindex.video import VideoError, sample_frames
 
 END = "end"
-REPLAY_BATCH = 16  # frames per feed while replaying: one forward for many frames on a GPU
+REPLAY_BATCH = 32  # frames per feed while replaying: one forward for many frames on a GPU
+DECODE_WORKERS = 4  # readers decoding parts of a long replay at once
+SEGMENT_SECONDS = 30.0  # shortest part of a replay worth a reader of its own
 
 
 @dataclass
@@ -91,14 +95,20 @@ def ask_at(
 
 
 def stream_as_of(db: str | Store, video: str, at, *, config_id: str | None = None, device: str | None = None,
-                 replay_batch: int = REPLAY_BATCH):
-    """(Stream, AsOf): the video's stream state after every sampled frame with timestamp <= at."""
+                 replay_batch: int = REPLAY_BATCH, decode_workers: int = DECODE_WORKERS,
+                 segment_seconds: float = SEGMENT_SECONDS):
+    """(Stream, AsOf): the video's stream state after every sampled frame with timestamp <= at.
+
+    replay_batch frames are fed per forward; a replay longer than segment_seconds is decoded by
+    up to decode_workers readers at once."""
     at_s = parse_at(at)
     store = open_store(db)
-    return _stream_as_of(store, resolve_video(store, video, config_id), at_s, device, replay_batch)
+    return _stream_as_of(store, resolve_video(store, video, config_id), at_s, device, replay_batch,
+                         decode_workers, segment_seconds)
 
 
-def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device: str | None, replay_batch: int):
+def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device: str | None, replay_batch: int,
+                  decode_workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS):
     timings: dict[str, float] = {}
     snapshots = store.snapshots(target.video_id, target.config_id)
     if not snapshots:
@@ -137,7 +147,8 @@ def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device:
     replayed = 0
     ends_here = snapshot is not None and snapshot is last and status == "done"
     if not ends_here and (snapshot is None or at_ms > snapshot["t_ms"]):
-        replayed = _replay(stream, target, 0.0 if snapshot is None else from_ms(snapshot["t_ms"]), from_ms(at_ms), replay_batch)
+        start = 0.0 if snapshot is None else from_ms(snapshot["t_ms"])
+        replayed = _replay(stream, target, start, from_ms(at_ms), replay_batch, decode_workers, segment_seconds)
     timings["replay_s"] = time.perf_counter() - t
     last_frame = stream.last_timestamp[0]
     as_of = AsOf(
@@ -166,25 +177,42 @@ def _load_snapshot_stream(store: Store, model, target: VideoTarget, snapshot: di
         data = store.load_snapshot(snapshot)
         return Stream.from_bytes(model, data, source=snapshot["uri"])
     except (SnapshotIntegrityError, SnapshotError) as error:
-        raise QueryError(
+        raise UnreadableIndexData(
             f"snapshot of video {target.video_id!r} at {at} is unusable: {error}; "
             f"re-index the video to rebuild it"
         ) from None
     except StoreError as error:
-        raise QueryError(f"cannot read the snapshot of video {target.video_id!r} at {at}: {error}") from None
+        raise UnreadableIndexData(f"cannot read the snapshot of video {target.video_id!r} at {at}: {error}") from None
 
 
-def _replay(stream, target: VideoTarget, start_s: float, until_s: float, batch: int) -> int:
-    """Feed the frames sampled in (stream's last frame, until_s], in batches; returns how many."""
+def _replay(stream, target: VideoTarget, start_s: float, until_s: float, batch: int,
+            workers: int, segment_seconds: float) -> int:
+    """Feed the frames sampled in (stream's last frame, until_s], in batches; returns how many.
+
+    A long range is cut into segments decoded at once by their own readers (each seeks to its
+    start): sample_frames from any start yields exactly the frames a run from 0 yields from
+    there, so the segments joined in order are the frames of the whole range. Boundaries are
+    whole milliseconds, exact as fractions, so no frame falls between two segments.
+    """
     config = target.config
     last_fed = stream.last_timestamp[0]
+    start_ms, until_ms = round(start_s * 1000), round(until_s * 1000)
+    count = max(1, min(workers, (until_ms - start_ms) // max(1, round(segment_seconds * 1000))))
+    bounds = [Fraction(start_ms + (until_ms - start_ms) * i // count, 1000) for i in range(count)] + [None]
+    per_segment = math.ceil((until_s - start_s) / count * config.sample_fps) + 2
+    readers = [
+        # later segments decode all their frames ahead while the earlier ones are fed
+        sample_frames(target.uri, fps=config.sample_fps, size=config.frame_size, start=bounds[i], end=bounds[i + 1],
+                      prefetch=max(2 * batch, per_segment if i else 0))
+        for i in range(count)
+    ]
     frames, times, fed = [], [], 0
     try:
-        with sample_frames(target.uri, fps=config.sample_fps, size=config.frame_size, start=start_s) as sampled:
-            for ts, frame in sampled:
+        for reader in readers:
+            for ts, frame in reader:
                 if ts <= last_fed:
                     continue
-                if ts > until_s:
+                if ts * 1000 > until_ms:
                     break
                 frames.append(frame)
                 times.append(ts)
@@ -192,7 +220,10 @@ def _replay(stream, target: VideoTarget, start_s: float, until_s: float, batch: 
                     fed += _feed(stream, frames, times)
                     frames, times = [], []
     except VideoError as error:
-        raise QueryError(f"cannot replay video {target.video_id!r} from {format_time(start_s)}: {error}") from None
+        raise UnreadableIndexData(f"cannot replay video {target.video_id!r} from {format_time(start_s)}: {error}") from None
+    finally:
+        for reader in readers:
+            reader.close()
     if frames:
         fed += _feed(stream, frames, times)
     return fed
