@@ -22,6 +22,7 @@ import torch
 from vidindex.model import TINY_FRAME_SIZE, ModelConfig, load_model, write_tiny_checkpoint
 from vidindex.model.kernels import Kernels, gated_delta, window_attention
 from vidindex.model.tiny import random_model
+from vidindex.model.vision import encode_frames, preprocess
 
 
 def rel_err(a, b):
@@ -107,27 +108,45 @@ def check_tiny(results):
         }
 
 
-def random_4b(kernels: str):
-    model = random_model(ModelConfig(), "cuda")  # defaults are the 4B config
+def random_4b(kernels: str, dtype=torch.bfloat16):
+    model = random_model(ModelConfig(), "cuda", dtype=dtype)  # defaults are the 4B config
     model.kernels = Kernels(kernels)
     return model
 
 
+def run_frames(model, fr, ts):
+    stream = model.new_stream()
+    logits = [stream.feed(fr[:1], ts[:1]), stream.feed(fr[1:], ts[1:])]
+    return logits, stream.state_tensors()
+
+
 def check_4b(results, long_frames: int):
-    model = random_4b("fast")
+    """bf16 fast and bf16 reference paths, each against the fp32 reference (the same random
+    weights before rounding): the fast path is right when its error is that of bf16 itself."""
     fr, ts = frames(8, 2), np.arange(8) * 1.0
-    fast = model.new_stream()
-    lf = [fast.feed(fr[:1], ts[:1]), fast.feed(fr[1:], ts[1:])]
-    model.kernels = Kernels("reference")
-    ref = model.new_stream()
-    lr = [ref.feed(fr[:1], ts[:1]), ref.feed(fr[1:], ts[1:])]
-    sf, sr = fast.state_tensors(), ref.state_tensors()
-    results["4b_fast_vs_reference_bf16"] = {
-        "logits_rel_err": max(rel_err(a, b) for a, b in zip(lf, lr)),
-        "state_rel_err_max": max(rel_err(sf[k].float(), sr[k].float()) for k in sf if k.startswith("layers.")),
-        "argmax_agree": bool((lf[-1].argmax(-1) == lr[-1].argmax(-1)).all()),
-    }
-    del ref
+    truth_model = random_4b("reference", torch.float32)
+    truth_logits, truth_state = run_frames(truth_model, fr, ts)
+    truth_state = {k: v.float() for k, v in truth_state.items() if k.startswith("layers.")}
+    frames_u8 = torch.as_tensor(fr)
+    with torch.inference_mode():
+        truth_vision = truth_model.embed_frames(frames_u8).float()
+    del truth_model
+    torch.cuda.empty_cache()
+    model = random_4b("fast")
+    vc = model.config.vision
+    with torch.inference_mode():
+        px = preprocess(frames_u8, 448, vc, "cuda", torch.bfloat16)
+        for compiled in (False, True):
+            feats = encode_frames(model.visual, px, len(fr), 448, vc, compiled=compiled)
+            results[f"4b_vision_bf16_{'compiled' if compiled else 'eager'}_vs_fp32"] = rel_err(feats.float(), truth_vision)
+    for kernels in ("fast", "reference"):
+        model.kernels = Kernels(kernels)
+        logits, state = run_frames(model, fr, ts)
+        results[f"4b_bf16_{kernels}_vs_fp32_reference"] = {
+            "logits_rel_err": max(rel_err(a, b) for a, b in zip(logits, truth_logits)),
+            "state_rel_err_max": max(rel_err(state[k].float(), v) for k, v in truth_state.items()),
+            "argmax_agree": bool((logits[-1].argmax(-1) == truth_logits[-1].argmax(-1)).all()),
+        }
     model.kernels = Kernels("fast")
 
     # Long run: constant state and memory.
