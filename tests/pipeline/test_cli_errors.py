@@ -1,0 +1,60 @@
+"""Usage errors exit 2 with a message naming the input; a run that indexes nothing exits 3."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pipeline.conftest import index_args
+from vidindex.cli import main
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a[:a.index("--db")] + a[a.index("--db") + 2:], "no database given"),
+    (lambda a: a + ["--caption-every", "soon"], "caption_interval"),
+    (lambda a: a + ["--frame-size", "50"], "frame_size must be a multiple of 28"),
+    (lambda a: a + ["--streams-per-gpu", "0"], "streams_per_gpu"),
+    (lambda a: a + ["--config", "/nonexistent/index.yaml"], "cannot read config file /nonexistent/index.yaml"),
+    (lambda a: a + ["--question", "  "], "--question needs a non-empty text"),
+])
+def test_bad_flags_exit_2_naming_the_setting(tmp_path, tiny_model, videos, capsys, change, message):
+    args = change(index_args(tmp_path / "db", tiny_model, videos["good1"]))
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sources_that_name_nothing_exit_2(tmp_path, tiny_model, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_uri = tmp_path / "list.csv"
+    no_uri.write_text("path,size\na.mp4,1\n")
+    for source, message in [
+        (str(tmp_path / "*.mkv"), "no files match"),
+        (str(empty), "no video files"),
+        (str(no_uri), "has no 'uri' column (columns: path, size)"),
+        (str(tmp_path / "missing.txt"), "manifest '" + str(tmp_path / "missing.txt") + "' does not exist"),
+    ]:
+        assert main(index_args(tmp_path / "db", tiny_model, source)) == 2
+        err = capsys.readouterr().err
+        assert message in err and source in err
+
+
+def test_unknown_flag_is_an_argparse_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["index", "a.mp4", "--db", "x", "--speed", "11"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --speed" in capsys.readouterr().err
+
+
+def test_nothing_indexed_exits_3_on_cpu_actors(ray_cluster, tmp_path, tiny_model, videos, capsys):
+    """Only bad videos: the run finishes, lists both, and says nothing could be indexed (CPU actors)."""
+    args = index_args(tmp_path / "db", tiny_model, videos["broken"], videos["notvideo"], extra=["--gpus-per-actor", "0"])
+    assert main(args) == 3
+    captured = capsys.readouterr()
+    assert "0 done, 2 failed" in captured.out
+    assert "failed: " + videos["broken"] in captured.out and "NotAVideo" in captured.out
+    assert "nothing could be indexed" in captured.err
+
+
+def test_status_of_a_missing_database_exits_2(tmp_path, capsys):
+    assert main(["status", "--db", str(tmp_path / "nope")]) == 2
+    assert "no vidindex database at " + str(tmp_path / "nope") in capsys.readouterr().err

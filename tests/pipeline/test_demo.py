@@ -1,0 +1,25 @@
+"""`vidindex demo` end to end (shorter sample videos than the default, same steps)."""
+
+from __future__ import annotations
+
+import io
+
+from tests.pipeline.tables import videos_by_name
+from vidindex.cli import main
+from vidindex.demo import run_demo
+
+
+def test_demo_indexes_samples_then_searches_and_asks(ray_cluster, tmp_path):
+    out = io.StringIO()
+    assert run_demo(tmp_path / "demo", seconds=40, out=out) == 0
+    text = out.getvalue()
+    assert "RANDOM weights" in text and "--model hustvl/InfiniteVL-LongSFT" in text
+    assert "2 done, 1 failed, 0 already indexed" in text and "VideoTruncated" in text  # the broken sample
+    assert "2 done, 1 failed, 0 partial" in text  # the status table
+    assert "search '" in text
+    assert "answer as of 20 s" in text and "vidindex status --db " in text
+    rows = videos_by_name(str(tmp_path / "demo" / "db"))
+    assert {name: row["status"] for name, row in rows.items()} == {"traffic": "done", "lecture": "done",
+                                                                   "broken": "failed"}
+    assert list((tmp_path / "demo" / "parquet" / "captions").glob("*/*.parquet"))
+    assert main(["status", "--db", str(tmp_path / "demo" / "db")]) == 0

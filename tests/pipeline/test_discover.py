@@ -1,0 +1,82 @@
+"""Discovery of sources: files, folders, globs, fsspec URIs and manifests (text, CSV, Parquet)."""
+
+from __future__ import annotations
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vidindex.discover import SourceError, discover, read_manifest
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """a.mp4, b.mkv, sub/c.webm, notes.md (not a video)."""
+    (tmp_path / "sub").mkdir()
+    for name in ("a.mp4", "b.mkv", "sub/c.webm", "notes.md"):
+        (tmp_path / name).write_bytes(b"x")
+    return tmp_path
+
+
+def test_folder_lists_video_files_recursively(tree):
+    assert discover([str(tree)]) == [str(tree / "a.mp4"), str(tree / "b.mkv"), str(tree / "sub/c.webm")]
+
+
+def test_glob_and_paths_in_order_without_repeats(tree):
+    found = discover([str(tree / "b.mkv"), str(tree / "*.mp4"), str(tree / "a.mp4")])
+    assert found == [str(tree / "b.mkv"), str(tree / "a.mp4")]
+
+
+def test_recursive_glob(tree):
+    assert discover([str(tree / "**" / "*.webm")]) == [str(tree / "sub/c.webm")]
+
+
+def test_missing_file_is_kept_for_the_engine_to_report(tree):
+    assert discover([str(tree / "gone.mp4")]) == [str(tree / "gone.mp4")]  # becomes a failed row
+
+
+def test_text_manifest_skips_comments_and_resolves_relative_entries(tree):
+    manifest = tree / "sub" / "list.txt"
+    manifest.write_text("# archive\n../a.mp4\n\n  c.webm  \ns3://bucket/talk.mp4\n/abs/d.mp4\n")
+    assert discover([str(manifest)]) == [str(tree / "a.mp4"), str(tree / "sub/c.webm"), "s3://bucket/talk.mp4",
+                                         "/abs/d.mp4"]
+
+
+def test_csv_and_parquet_manifests_use_the_uri_column(tree):
+    (tree / "list.csv").write_text("uri,title\na.mp4,first\nhttps://host/v.mp4,second\n")
+    pq.write_table(pa.table({"id": [1, 2], "uri": ["b.mkv", None]}), tree / "list.parquet")
+    assert discover([str(tree / "list.csv")]) == [str(tree / "a.mp4"), "https://host/v.mp4"]
+    assert discover([str(tree / "list.parquet")]) == [str(tree / "b.mkv")]
+
+
+def test_fsspec_uris_glob_and_prefix():
+    fs = fsspec.filesystem("memory")
+    for name in ("arch/2024/x.mp4", "arch/2024/y.mov", "arch/2025/z.mp4", "arch/readme.txt"):
+        fs.pipe(f"/{name}", b"x")
+    assert discover(["memory://arch/2024/*.mp4"]) == ["memory://arch/2024/x.mp4"]
+    assert discover(["memory://arch"]) == ["memory://arch/2024/x.mp4", "memory://arch/2024/y.mov",
+                                           "memory://arch/2025/z.mp4"]
+    fs.pipe("/lists/all.txt", b"../arch/2025/z.mp4\n")
+    assert read_manifest("memory://lists/all.txt") == ["memory://arch/2025/z.mp4"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "lists no videos"),
+    ("# only a comment\n", "lists no videos"),
+])
+def test_empty_manifest_is_an_error(tree, content, message):
+    (tree / "empty.txt").write_text(content)
+    with pytest.raises(SourceError, match=message):
+        discover([str(tree / "empty.txt")])
+
+
+def test_unreadable_parquet_manifest_names_the_file(tree):
+    (tree / "bad.parquet").write_text("not parquet")
+    with pytest.raises(SourceError, match="bad.parquet' is not a readable Parquet file"):
+        discover([str(tree / "bad.parquet")])
+
+
+def test_no_sources_is_an_error():
+    with pytest.raises(SourceError, match="no sources given"):
+        discover([])
