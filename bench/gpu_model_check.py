@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+from gpu_timing import cuda_time
 
 from vidindex.model import TINY_FRAME_SIZE, ModelConfig, load_model, write_tiny_checkpoint
 from vidindex.model.kernels import Kernels, gated_delta, window_attention
@@ -30,14 +31,6 @@ def rel_err(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-def timed(fn, reps=20):
-    fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / reps
 
 
 def check_kernels(results):
@@ -60,7 +53,7 @@ def check_kernels(results):
     decay = -torch.rand(1, T, 16, device=dev) * 0.5
     beta = torch.rand(1, T, 16, device=dev).to(torch.bfloat16)
     s0 = torch.zeros(1, 16, 128, 256, device=dev)
-    ms = timed(lambda: gated_delta.fla_kernel(q, k, v, decay, beta, s0)) * 1e3
+    ms = cuda_time(lambda: gated_delta.fla_kernel(q, k, v, decay, beta, s0)) * 1e3
     results["gdn_T8192_ms"] = ms
 
     cap = 8191
@@ -76,12 +69,12 @@ def check_kernels(results):
     q = torch.randn(1, 2048, 16, 128, device=dev, dtype=torch.bfloat16)
     keys = torch.randn(1, cap + 2048, 2, 128, device=dev, dtype=torch.bfloat16)
     kv_len = torch.tensor([cap], device=dev)
-    ms = timed(lambda: window_attention.flex_attention(q, keys, keys, window_attention.flex_block_mask(kv_len, cap, 2048))) * 1e3
+    ms = cuda_time(lambda: window_attention.flex_attention(q, keys, keys, window_attention.flex_block_mask(kv_len, cap, 2048))) * 1e3
     # useful FLOPs: each query sees 8192 keys: 4 * Hq * D * Tq * 8192
     flops = 4 * 16 * 128 * 2048 * 8192
     results["window_q2048_ms"] = ms
     bm = window_attention.flex_block_mask(kv_len, cap, 2048)
-    results["window_q2048_ms_mask_reused"] = timed(lambda: window_attention.flex_attention(q, keys, keys, bm)) * 1e3
+    results["window_q2048_ms_mask_reused"] = cuda_time(lambda: window_attention.flex_attention(q, keys, keys, bm)) * 1e3
     ms_reused = results["window_q2048_ms_mask_reused"]
     results["window_q2048_tflops_mask_reused"] = flops / (ms_reused * 1e-3) / 1e12
 

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import torch
+from gpu_timing import cuda_time
 from torch.profiler import ProfilerActivity, profile
 
 from vidindex.model import ModelConfig
@@ -14,14 +15,6 @@ from vidindex.model.tiny import random_model
 from vidindex.model.vision import encode_uniform_windows, preprocess
 
 
-def timed(fn, reps=5):
-    fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) / reps
 
 
 def main():
@@ -31,15 +24,15 @@ def main():
     px = preprocess(frames, 448, vc, "cuda", torch.bfloat16)
     with torch.inference_mode():
         eager = lambda: encode_uniform_windows(model.visual, px, n, 448, vc)
-        print(f"eager: {timed(eager) * 1e3 / n:.2f} ms/frame", flush=True)
-        print(f"preprocess: {timed(lambda: preprocess(frames, 448, vc, 'cuda', torch.bfloat16)) * 1e3 / n:.2f} ms/frame")
+        print(f"eager: {cuda_time(eager) * 1e3 / n:.2f} ms/frame", flush=True)
+        print(f"preprocess: {cuda_time(lambda: preprocess(frames, 448, vc, 'cuda', torch.bfloat16)) * 1e3 / n:.2f} ms/frame")
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             eager()
             torch.cuda.synchronize()
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70))
         compiled = torch.compile(encode_uniform_windows, dynamic=False)
         run = lambda: compiled(model.visual, px, n, 448, vc)
-        print(f"compiled: {timed(run) * 1e3 / n:.2f} ms/frame (1.34 TFLOP/frame)", flush=True)
+        print(f"compiled: {cuda_time(run) * 1e3 / n:.2f} ms/frame (1.34 TFLOP/frame)", flush=True)
 
 
 if __name__ == "__main__":

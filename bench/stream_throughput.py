@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+from gpu_timing import cuda_time
 
 from vidindex.model import ModelConfig, Stream
 from vidindex.model.tiny import random_model
@@ -27,14 +28,6 @@ FLOP_PER_FRAME = 3.29e12
 PEAK_FLOPS = 800e12
 
 
-def sync_time(fn, reps=3):
-    fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) / reps
 
 
 def frames(n, seed=0):
@@ -60,9 +53,9 @@ def main():
         px = preprocess(torch.as_tensor(frames(n)), 448, vc, "cuda", torch.bfloat16)
         grid = torch.tensor([[1, 32, 32]] * n, device="cuda")
         with torch.inference_mode():
-            tower = sync_time(lambda: model.visual(px, grid_thw=grid))
-            batched = sync_time(lambda: encode_uniform_windows(model.visual, px, n, 448, vc))
-            compiled = sync_time(lambda: encode_frames(model.visual, px, n, 448, vc, compiled=True))
+            tower = cuda_time(lambda: model.visual(px, grid_thw=grid))
+            batched = cuda_time(lambda: encode_uniform_windows(model.visual, px, n, 448, vc))
+            compiled = cuda_time(lambda: encode_frames(model.visual, px, n, 448, vc, compiled=True))
         res[f"vision_ms_per_frame_tower_n{n}"] = tower * 1e3 / n
         res[f"vision_ms_per_frame_batched_n{n}"] = batched * 1e3 / n
         res[f"vision_tflops_batched_n{n}"] = 1.34e12 * n / batched / 1e12
@@ -83,7 +76,7 @@ def main():
 
         step()  # compile / warm up
         torch.cuda.reset_peak_memory_stats()
-        dt = sync_time(step, reps=5)
+        dt = cuda_time(step, reps=5)
         fps = streams * per_feed / dt
         res[f"feed_fps_streams{streams}_perfeed{per_feed}"] = fps
         res[f"feed_share_of_ceiling_streams{streams}_perfeed{per_feed}"] = fps * FLOP_PER_FRAME / PEAK_FLOPS
@@ -106,7 +99,7 @@ def main():
             st.feed(chunk, base + i + np.arange(len(chunk), dtype=np.float64))
         return st.ask("What happened?", max_new_tokens=16)
 
-    res["ask_at_T_replay300_s"] = sync_time(ask_at, reps=2)
+    res["ask_at_T_replay300_s"] = cuda_time(ask_at, reps=2)
     res["snapshot_mb"] = len(blob) / 1e6
     report(res, args.out)
 

@@ -1,18 +1,8 @@
 import pytest
 
 from vidindex.config import IndexConfig, Question
-from vidindex.model import TINY_FRAME_SIZE, load_model, write_tiny_checkpoint
+from vidindex.model import TINY_FRAME_SIZE
 from vidindex.video.synthetic import write_video
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-engine"), seed=0)
-
-
-@pytest.fixture(scope="session")
-def model(tiny_checkpoint):
-    return load_model(tiny_checkpoint, device="cpu", dtype="float32", frame_size=TINY_FRAME_SIZE)
 
 
 @pytest.fixture(scope="session")

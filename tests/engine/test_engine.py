@@ -29,9 +29,9 @@ class Crash(BaseException):
     """Stands for the process dying: not an Exception, so nothing in the engine catches it."""
 
 
-def test_rows_and_times_for_a_known_video(tiny_checkpoint, model, videos, tmp_path):
+def test_rows_and_times_for_a_known_video(tiny_checkpoint, tiny_model, videos, tmp_path):
     cfg = make_config(tiny_checkpoint, tmp_path / "db")
-    [result] = Engine(cfg, model=model).index([videos["a"]])
+    [result] = Engine(cfg, model=tiny_model).index([videos["a"]])
     assert (result.status, result.frames, result.snapshots) == ("done", 25, 3)
     captions = Store(str(tmp_path / "db")).rows("captions").to_pylist()
     windows = sorted((c["t_start_ms"], c["t_end_ms"]) for c in captions)
@@ -50,8 +50,8 @@ def test_rows_and_times_for_a_known_video(tiny_checkpoint, model, videos, tmp_pa
     store = Store(str(tmp_path / "db"))
     row = [s for s in store.snapshots(result.video_id, cfg.config_id) if s["t_ms"] == 10000][0]
     from vidindex.model import Stream
-    saved = Stream.from_bytes(model, store.load_snapshot(row))
-    fresh = model.new_stream()
+    saved = Stream.from_bytes(tiny_model, store.load_snapshot(row))
+    fresh = tiny_model.new_stream()
     with sample_frames(videos["a"], fps=1.0, size=cfg.frame_size, end=10.5) as frames:
         got = [(t, f) for t, f in frames if t <= 10.0]
     fresh.feed(np.stack([f for _, f in got]), [t for t, _ in got])
@@ -61,9 +61,9 @@ def test_rows_and_times_for_a_known_video(tiny_checkpoint, model, videos, tmp_pa
     assert fresh.ask(cfg.caption_prompt, max_new_tokens=cfg.max_new_tokens) == caption_10
 
 
-def test_interrupted_run_resumes_to_the_same_tables(tiny_checkpoint, model, videos, tmp_path):
+def test_interrupted_run_resumes_to_the_same_tables(tiny_checkpoint, tiny_model, videos, tmp_path):
     full = make_config(tiny_checkpoint, tmp_path / "full")
-    Engine(full, model=model).index([videos["a"], videos["b"]])
+    Engine(full, model=tiny_model).index([videos["a"], videos["b"]])
 
     cfg = make_config(tiny_checkpoint, tmp_path / "resumed")
 
@@ -72,11 +72,11 @@ def test_interrupted_run_resumes_to_the_same_tables(tiny_checkpoint, model, vide
             raise Crash()
 
     with pytest.raises(Crash):
-        Engine(cfg, model=model, on_event=crash_after_first_checkpoint).index([videos["a"], videos["b"]])
+        Engine(cfg, model=tiny_model, on_event=crash_after_first_checkpoint).index([videos["a"], videos["b"]])
     [partial] = Store(str(tmp_path / "resumed")).videos()
     assert (partial["status"], partial["last_snapshot_ms"]) == ("partial", 10000)
 
-    results = Engine(cfg, model=model).index([videos["a"], videos["b"]])
+    results = Engine(cfg, model=tiny_model).index([videos["a"], videos["b"]])
     assert [r.status for r in results] == ["done", "done"]
     assert results[0].resumed_from_s == 10.0 and results[1].resumed_from_s is None
     assert results[0].frames == 14  # frames at 11..24 s only
@@ -87,36 +87,36 @@ def test_interrupted_run_resumes_to_the_same_tables(tiny_checkpoint, model, vide
         table_rows(tmp_path / "full", "snapshots", ("video_id", "t_ms", "sha256"))
 
 
-def test_second_run_is_a_no_op(tiny_checkpoint, model, videos, tmp_path):
+def test_second_run_is_a_no_op(tiny_checkpoint, tiny_model, videos, tmp_path):
     cfg = make_config(tiny_checkpoint, tmp_path / "db")
-    Engine(cfg, model=model).index([videos["a"]])
+    Engine(cfg, model=tiny_model).index([videos["a"]])
     store = Store(str(tmp_path / "db"))
     versions = {t: store.table(t).version for t in TABLES}
-    results = Engine(cfg, model=model).index([videos["a"]])
+    results = Engine(cfg, model=tiny_model).index([videos["a"]])
     assert [r.status for r in results] == ["skipped"]
     store = Store(str(tmp_path / "db"))
     assert {t: store.table(t).version for t in TABLES} == versions
 
 
-def test_a_changed_config_indexes_again_beside_the_old_rows(tiny_checkpoint, model, videos, tmp_path):
+def test_a_changed_config_indexes_again_beside_the_old_rows(tiny_checkpoint, tiny_model, videos, tmp_path):
     old = make_config(tiny_checkpoint, tmp_path / "db")
-    Engine(old, model=model).index([videos["b"]])
+    Engine(old, model=tiny_model).index([videos["b"]])
     before = table_rows(tmp_path / "db", "captions")
     new = make_config(tiny_checkpoint, tmp_path / "db", caption_interval=4)
     assert new.config_id != old.config_id
-    [result] = Engine(new, model=model).index([videos["b"]])
+    [result] = Engine(new, model=tiny_model).index([videos["b"]])
     assert result.status == "done"
     after = table_rows(tmp_path / "db", "captions")
     assert [r for r in after if r[1] == old.config_id] == before
     assert {r[3] for r in after if r[1] == new.config_id} == {4000, 8000, 12000, 16000, 17000}
 
 
-def test_batched_streams_give_the_rows_of_single_streams(tiny_checkpoint, model, videos, tmp_path):
+def test_batched_streams_give_the_rows_of_single_streams(tiny_checkpoint, tiny_model, videos, tmp_path):
     alone = make_config(tiny_checkpoint, tmp_path / "alone")
-    Engine(alone, model=model).index([videos["a"], videos["b"]])
+    Engine(alone, model=tiny_model).index([videos["a"], videos["b"]])
     batched = make_config(tiny_checkpoint, tmp_path / "batched", streams_per_gpu=2)
     events = []
-    Engine(batched, model=model, on_event=lambda kind, p: events.append((kind, p["uri"]))).index(
+    Engine(batched, model=tiny_model, on_event=lambda kind, p: events.append((kind, p["uri"]))).index(
         [videos["a"], videos["b"]])
     starts = [i for i, (kind, _) in enumerate(events) if kind == "start"]
     first_finish = min(i for i, (kind, _) in enumerate(events) if kind == "finish")
@@ -125,10 +125,10 @@ def test_batched_streams_give_the_rows_of_single_streams(tiny_checkpoint, model,
         assert table_rows(tmp_path / "batched", table) == table_rows(tmp_path / "alone", table), table
 
 
-def test_bad_videos_fail_alone(tiny_checkpoint, model, videos, tmp_path):
+def test_bad_videos_fail_alone(tiny_checkpoint, tiny_model, videos, tmp_path):
     cfg = make_config(tiny_checkpoint, tmp_path / "db", streams_per_gpu=2)
     uris = [videos["text"], videos["a"], videos["truncated"], str(tmp_path / "missing.mp4")]
-    results = Engine(cfg, model=model).index(uris)
+    results = Engine(cfg, model=tiny_model).index(uris)
     status = {r.uri: r for r in results}
     assert status[videos["a"]].status == "done"
     assert status[videos["text"]].status == "failed" and "NotAVideo" in status[videos["text"]].error
@@ -140,27 +140,27 @@ def test_bad_videos_fail_alone(tiny_checkpoint, model, videos, tmp_path):
     assert {r["status"] for u, r in rows.items() if u != videos["a"]} == {"failed"}
     assert all(r["error"] for u, r in rows.items() if u != videos["a"])
     # the good video is complete despite its neighbours
-    good = Engine(make_config(tiny_checkpoint, tmp_path / "good"), model=model)
+    good = Engine(make_config(tiny_checkpoint, tmp_path / "good"), model=tiny_model)
     good.index([videos["a"]])
     assert [r for r in table_rows(tmp_path / "db", "captions") if r[0] == status[videos["a"]].video_id] == \
         table_rows(tmp_path / "good", "captions")
 
 
-def test_parquet_copy_has_the_same_rows(tiny_checkpoint, model, videos, tmp_path):
+def test_parquet_copy_has_the_same_rows(tiny_checkpoint, tiny_model, videos, tmp_path):
     import duckdb
 
     cfg = make_config(tiny_checkpoint, tmp_path / "db", parquet_uri=str(tmp_path / "pq"))
-    Engine(cfg, model=model).index([videos["a"], videos["b"]])
-    Engine(cfg, model=model).index([videos["a"], videos["b"]])  # a re-run must not duplicate rows
+    Engine(cfg, model=tiny_model).index([videos["a"], videos["b"]])
+    Engine(cfg, model=tiny_model).index([videos["a"], videos["b"]])  # a re-run must not duplicate rows
     store = Store(str(tmp_path / "db"))
     for table in TABLES:
         n = duckdb.sql(f"select count(*) from read_parquet('{tmp_path}/pq/{table}/*/*.parquet')").fetchall()[0][0]
         assert n == store.count(table), table
 
 
-def test_search_finds_engine_captions(tiny_checkpoint, model, videos, tmp_path):
+def test_search_finds_engine_captions(tiny_checkpoint, tiny_model, videos, tmp_path):
     cfg = make_config(tiny_checkpoint, tmp_path / "db")
-    ra, rb = Engine(cfg, model=model).index([videos["a"], videos["b"]])
+    ra, rb = Engine(cfg, model=tiny_model).index([videos["a"], videos["b"]])
     store = Store(str(tmp_path / "db"))
     target = [c for c in store.rows("captions", video_id=rb.video_id).to_pylist() if c["t_end_ms"] == 15000][0]
     by_vector = store.search_vector(target["text"], limit=1)

@@ -68,6 +68,6 @@ def test_snapshot_from_another_config(tiny_model, tmp_path):
         bigger_frames.load_stream(uri)
 
 
-def test_bad_frame_size(tiny_dir):
+def test_bad_frame_size(tiny_checkpoint):
     with pytest.raises(ValueError, match="frame_size 50: must be a positive multiple of 28"):
-        load_model(tiny_dir, device="cpu", frame_size=50)
+        load_model(tiny_checkpoint, device="cpu", frame_size=50)

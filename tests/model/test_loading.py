@@ -27,17 +27,17 @@ def test_both_layouts_load_to_the_same_model(tmp_path, tiny_model):
     assert torch.equal(_logits(other), _logits(tiny_model))
 
 
-def test_seed_determines_the_weights(tmp_path, tiny_dir):
+def test_seed_determines_the_weights(tmp_path, tiny_checkpoint):
     again = write_tiny_checkpoint(tmp_path / "again", seed=0)
     other = write_tiny_checkpoint(tmp_path / "other", seed=1)
-    a, b, c = (load_file(str(d / "model.safetensors")) for d in (tiny_dir, again, other))
+    a, b, c = (load_file(str(d / "model.safetensors")) for d in (tiny_checkpoint, again, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_sharded_checkpoint_with_index_and_lm_head(tmp_path, tiny_dir, tiny_model):
+def test_sharded_checkpoint_with_index_and_lm_head(tmp_path, tiny_checkpoint, tiny_model):
     d = tmp_path / "sharded"
-    shutil.copytree(tiny_dir, d)
+    shutil.copytree(tiny_checkpoint, d)
     tensors = load_file(str(d / "model.safetensors"))
     (d / "model.safetensors").unlink()
     names = sorted(tensors)
@@ -53,9 +53,9 @@ def test_sharded_checkpoint_with_index_and_lm_head(tmp_path, tiny_dir, tiny_mode
     assert torch.equal(_logits(sharded), _logits(tiny_model))
 
 
-def _rewrite(tmp_path, tiny_dir, edit):
+def _rewrite(tmp_path, tiny_checkpoint, edit):
     d = tmp_path / "edited"
-    shutil.copytree(tiny_dir, d)
+    shutil.copytree(tiny_checkpoint, d)
     tensors = load_file(str(d / "model.safetensors"))
     edit(tensors)
     save_file(tensors, str(d / "model.safetensors"))
@@ -68,8 +68,8 @@ def _rewrite(tmp_path, tiny_dir, edit):
      "unexpected tensors: model.layers.0.self_attn.extra.weight"),
     (lambda t: t.__setitem__("visual.merger.mlp.2.bias", torch.zeros(3)), "shape mismatch: visual.merger.mlp.2.bias"),
 ])
-def test_strict_loading_names_the_tensor(tmp_path, tiny_dir, edit, expected):
-    d = _rewrite(tmp_path, tiny_dir, edit)
+def test_strict_loading_names_the_tensor(tmp_path, tiny_checkpoint, edit, expected):
+    d = _rewrite(tmp_path, tiny_checkpoint, edit)
     with pytest.raises(CheckpointError, match=expected.replace(".", r"\.")):
         load_model(d, device="cpu", frame_size=TINY_FRAME_SIZE)
 

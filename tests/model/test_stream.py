@@ -67,7 +67,7 @@ SNAPSHOT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_snapshot_resume_in_fresh_process_is_exact(tiny_model, tiny_dir, tmp_path):
+def test_snapshot_resume_in_fresh_process_is_exact(tiny_model, tiny_checkpoint, tmp_path):
     frames, times = make_frames(14), np.arange(14) * 0.5
     uninterrupted, logits_ref = feed_in_chunks(tiny_model, frames, times, [8, 6])
     first, _ = feed_in_chunks(tiny_model, frames[:8], times[:8], [8])
@@ -76,7 +76,7 @@ def test_snapshot_resume_in_fresh_process_is_exact(tiny_model, tiny_dir, tmp_pat
     np.save(tmp_path / "rest.npy", frames[8:])
     script = tmp_path / "resume.py"
     script.write_text(SNAPSHOT_SCRIPT)
-    subprocess.run([sys.executable, str(script), str(tiny_dir), uri, str(tmp_path / "rest.npy")], check=True)
+    subprocess.run([sys.executable, str(script), str(tiny_checkpoint), uri, str(tmp_path / "rest.npy")], check=True)
     resumed = torch.load(uri + ".out.pt", weights_only=True)  # tensors only, no pickled objects
     assert torch.equal(resumed.pop("logits"), logits_ref)
     for name, t in uninterrupted.state_tensors().items():
