@@ -14,7 +14,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-STATUSES = ("done", "failed", "partial", "skipped")
 
 
 @dataclass
