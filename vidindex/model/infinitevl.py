@@ -83,7 +83,7 @@ class InfiniteVL(nn.Module):
             x = layer(x, cos, sin, layer_state, plan, self.kernels)
         kv_len.add_(t).clamp_(max=self.config.kv_capacity)
         state.counters["tokens_seen"].add_(t)
-        last = self.model.norm(x[:, -1])
+        last = self.model.norm(x[:, -1], self.kernels)
         return (last @ self.model.embed_tokens.weight.T).float()
 
     def new_state(self, batch: int = 1) -> StreamState:

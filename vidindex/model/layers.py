@@ -20,10 +20,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
 
-    def forward(self, x):
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+    def forward(self, x, kernels: Kernels):
+        return kernels.rms_norm(x, self.weight, self.eps)
 
 
 class MLP(nn.Module):
@@ -33,8 +31,8 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(hidden, intermediate, bias=False)
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)
 
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x, kernels: Kernels):
+        return self.down_proj(kernels.silu_mul(self.gate_proj(x), self.up_proj(x)))
 
 
 def rotate_half(x):
@@ -101,15 +99,9 @@ class ShortConv(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(channels, 1, size))
 
-    def forward(self, u, conv_state: torch.Tensor):
+    def forward(self, u, conv_state: torch.Tensor, kernels: Kernels):
         """u [B, T, C] -> [B, T, C]; conv_state [B, C, W] updated in place."""
-        T = u.shape[1]
-        w = self.weight.shape[-1]
-        history = torch.cat((conv_state.to(u.dtype), u.transpose(1, 2)), dim=-1)  # [B, C, W + T]
-        y = F.conv1d(history[..., 1:], self.weight, groups=u.shape[-1])  # outputs for the T new inputs
-        conv_state.copy_(history[..., -w:])
-        assert y.shape[-1] == T
-        return F.silu(y).transpose(1, 2)
+        return kernels.short_conv(u, self.weight, conv_state)
 
 
 class GatedDeltaNet(nn.Module):
@@ -141,19 +133,17 @@ class GatedDeltaNet(nn.Module):
     def forward(self, x, layer_state: dict, kernels: Kernels):
         B, T, _ = x.shape
         h, dk, dv = self.cfg.num_linear_heads, self.cfg.linear_head_dim, self.cfg.linear_value_dim
-        q = self.q_conv1d(self.q_proj(x), layer_state["conv_q"]).view(B, T, h, dk)
-        k = self.k_conv1d(self.k_proj(x), layer_state["conv_k"]).view(B, T, h, dk)
-        v = self.v_conv1d(self.v_proj(x), layer_state["conv_v"]).view(B, T, h, dv)
+        q = self.q_conv1d(self.q_proj(x), layer_state["conv_q"], kernels).view(B, T, h, dk)
+        k = self.k_conv1d(self.k_proj(x), layer_state["conv_k"], kernels).view(B, T, h, dk)
+        v = self.v_conv1d(self.v_proj(x), layer_state["conv_v"], kernels).view(B, T, h, dv)
         beta = torch.sigmoid(self.b_proj(x))
         g = -self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
         o, new_state = kernels.gated_delta_rule(q, k, v, g, beta, layer_state["recurrent"])
         layer_state["recurrent"].copy_(new_state)
         # Gated RMSNorm per head over the value dims, in fp32.
-        gate = self.g_proj(x).view(B, T, h, dv).float()
-        of = o.float()
-        of = of * torch.rsqrt(of.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps)
-        of = of * self.o_norm.weight.float() * F.silu(gate)
-        return self.o_proj(of.to(x.dtype).reshape(B, T, h * dv))
+        gate = self.g_proj(x).view(B, T, h, dv)
+        o = kernels.gated_rms_norm(o, gate, self.o_norm.weight, self.cfg.norm_eps, x.dtype)
+        return self.o_proj(o.reshape(B, T, h * dv))
 
 
 class DecoderLayer(nn.Module):
@@ -166,10 +156,10 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
 
     def forward(self, x, cos, sin, layer_state, plan, kernels):
-        h = self.input_layernorm(x)
+        h = self.input_layernorm(x, kernels)
         if self.is_attention:
             h = self.self_attn(h, cos, sin, layer_state, plan, kernels)
         else:
             h = self.self_attn(h, layer_state, kernels)
         x = x + h
-        return x + self.mlp(self.post_attention_layernorm(x))
+        return x + self.mlp(self.post_attention_layernorm(x, kernels), kernels)

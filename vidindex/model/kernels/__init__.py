@@ -1,7 +1,8 @@
 """Kernel adapter: one place that picks the implementation of each token mixer.
 
 "reference": plain PyTorch (CPU and CUDA) — the definition every fast path is tested against.
-"fast": fla's Triton kernels for the gated delta rule and FlexAttention for the window (CUDA).
+"fast": fla's Triton kernels for the gated delta rule and the short convolution, FlexAttention
+for the window, and compiled (fused) norms and gates (CUDA).
 "auto" (default): fast on CUDA when fla imports, reference otherwise. The environment variable
 VIDINDEX_KERNELS overrides the default.
 """
@@ -14,7 +15,16 @@ from functools import lru_cache
 
 import torch
 
-from . import gated_delta, window_attention
+from . import elementwise, gated_delta, window_attention
+
+_compiled: dict = {}
+
+
+def _compiled_fn(fn):
+    """torch.compile once per function (shapes vary: frames, questions, decode steps)."""
+    if fn not in _compiled:
+        _compiled[fn] = torch.compile(fn)
+    return _compiled[fn]
 
 
 @lru_cache(maxsize=None)
@@ -36,6 +46,22 @@ class Kernels:
         if q.shape[1] <= 64:
             return gated_delta.recurrent_reference(q, k, v, g, beta, state)
         return gated_delta.chunked_reference(q, k, v, g, beta, state)
+
+    def rms_norm(self, x, weight, eps: float):
+        fn = _compiled_fn(elementwise.rms_norm) if self.name == "fast" else elementwise.rms_norm
+        return fn(x, weight, eps)
+
+    def gated_rms_norm(self, o, gate, weight, eps: float, out_dtype):
+        fn = _compiled_fn(elementwise.gated_rms_norm) if self.name == "fast" else elementwise.gated_rms_norm
+        return fn(o, gate, weight, eps, out_dtype)
+
+    def silu_mul(self, a, b):
+        return (_compiled_fn(elementwise.silu_mul) if self.name == "fast" else elementwise.silu_mul)(a, b)
+
+    def short_conv(self, u, weight, conv_state):
+        if self.name == "fast":
+            return elementwise.fla_short_conv(u, weight, conv_state)
+        return elementwise.short_conv(u, weight, conv_state)
 
     def window_plan(self, kv_len, capacity: int, t_new: int, head_dim: int, dtype) -> "WindowPlan":
         """What every window layer of one step needs to mask attention; built once per step."""
