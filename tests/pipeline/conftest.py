@@ -8,7 +8,6 @@ import logging
 
 import pytest
 
-from vidindex.model import write_tiny_checkpoint
 from vidindex.video.synthetic import write_video
 
 # Flags shared by every index run of these tests: tiny model, fast and deterministic.
@@ -16,11 +15,12 @@ FAST = ["--frame-size", "56", "--dtype", "float32", "--fps", "1", "--caption-eve
         "--snapshot-every", "20", "--max-new-tokens", "6"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster():
+    """Package scope: other test packages start their own cluster (without fake GPUs) after this one stops."""
     import ray
 
-    if ray.is_initialized():
+    if ray.is_initialized():  # another package's cluster, which has no fake GPUs
         ray.shutdown()
     context = ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level=logging.ERROR,
                        log_to_driver=False)
@@ -29,10 +29,9 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    write_tiny_checkpoint(path)
-    return str(path)
+def tiny_model_dir(tiny_checkpoint):
+    """The shared tiny checkpoint (tests/conftest.py), as the path the CLI takes."""
+    return str(tiny_checkpoint)
 
 
 @pytest.fixture(scope="session")
@@ -57,5 +56,5 @@ def long_video(tmp_path_factory):
     return str(path)
 
 
-def index_args(db, tiny_model, *sources, extra=()) -> list[str]:
-    return ["index", *sources, "--db", str(db), "--model", tiny_model, *FAST, *extra]
+def index_args(db, tiny_model_dir, *sources, extra=()) -> list[str]:
+    return ["index", *sources, "--db", str(db), "--model", tiny_model_dir, *FAST, *extra]

@@ -20,14 +20,14 @@ QUESTION = "What colour is the background?"
 
 
 @pytest.fixture(scope="module")
-def first_run(ray_cluster, tiny_model, videos, tmp_path_factory, capsys_module):
+def first_run(ray_cluster, tiny_model_dir, videos, tmp_path_factory, capsys_module):
     """One run over a manifest (good1, broken) plus direct paths (good2, notvideo), with --json."""
     work = tmp_path_factory.mktemp("cli")
     manifest = work / "list.txt"
     rel = os.path.relpath(videos["good1"], work)
     manifest.write_text(f"# videos to index\n{rel}\n\n{videos['broken']}\n")
     db, parquet = work / "db", work / "parquet"
-    args = index_args(db, tiny_model, str(manifest), videos["good2"], videos["notvideo"],
+    args = index_args(db, tiny_model_dir, str(manifest), videos["good2"], videos["notvideo"],
                       extra=["--parquet", str(parquet), "--question", QUESTION, "--streams-per-gpu", "2", "--json"])
     code = main(args)
     out = capsys_module.readouterr().out

@@ -16,13 +16,13 @@ from vidindex.cli import main
     (lambda a: a + ["--config", "/nonexistent/index.yaml"], "cannot read config file /nonexistent/index.yaml"),
     (lambda a: a + ["--question", "  "], "--question needs a non-empty text"),
 ])
-def test_bad_flags_exit_2_naming_the_setting(tmp_path, tiny_model, videos, capsys, change, message):
-    args = change(index_args(tmp_path / "db", tiny_model, videos["good1"]))
+def test_bad_flags_exit_2_naming_the_setting(tmp_path, tiny_model_dir, videos, capsys, change, message):
+    args = change(index_args(tmp_path / "db", tiny_model_dir, videos["good1"]))
     assert main(args) == 2
     assert message in capsys.readouterr().err
 
 
-def test_sources_that_name_nothing_exit_2(tmp_path, tiny_model, capsys):
+def test_sources_that_name_nothing_exit_2(tmp_path, tiny_model_dir, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     no_uri = tmp_path / "list.csv"
@@ -33,7 +33,7 @@ def test_sources_that_name_nothing_exit_2(tmp_path, tiny_model, capsys):
         (str(no_uri), "has no 'uri' column (columns: path, size)"),
         (str(tmp_path / "missing.txt"), "manifest '" + str(tmp_path / "missing.txt") + "' does not exist"),
     ]:
-        assert main(index_args(tmp_path / "db", tiny_model, source)) == 2
+        assert main(index_args(tmp_path / "db", tiny_model_dir, source)) == 2
         err = capsys.readouterr().err
         assert message in err and source in err
 
@@ -45,9 +45,9 @@ def test_unknown_flag_is_an_argparse_usage_error(capsys):
     assert "unrecognized arguments: --speed" in capsys.readouterr().err
 
 
-def test_nothing_indexed_exits_3_on_cpu_actors(ray_cluster, tmp_path, tiny_model, videos, capsys):
+def test_nothing_indexed_exits_3_on_cpu_actors(ray_cluster, tmp_path, tiny_model_dir, videos, capsys):
     """Only bad videos: the run finishes, lists both, and says nothing could be indexed (CPU actors)."""
-    args = index_args(tmp_path / "db", tiny_model, videos["broken"], videos["notvideo"], extra=["--gpus-per-actor", "0"])
+    args = index_args(tmp_path / "db", tiny_model_dir, videos["broken"], videos["notvideo"], extra=["--gpus-per-actor", "0"])
     assert main(args) == 3
     captured = capsys.readouterr()
     assert "0 done, 2 failed" in captured.out

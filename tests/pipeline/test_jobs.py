@@ -47,23 +47,23 @@ def test_stale_lock_is_taken_over(tmp_path):
     assert lock.acquire() and lock.holder()["run"] == lock.token["run"]
 
 
-def test_nightly_run_skips_while_another_holds_the_lock(tmp_path, tiny_model, videos, capsys):
+def test_nightly_run_skips_while_another_holds_the_lock(tmp_path, tiny_model_dir, videos, capsys):
     db = tmp_path / "db"
     holder = nightly.RunLock(str(db / "_vidindex" / "nightly.lock"))
     assert holder.acquire()
-    assert nightly.main([videos["good1"], "--db", str(db), "--model", tiny_model, *FAST]) == 0
+    assert nightly.main([videos["good1"], "--db", str(db), "--model", tiny_model_dir, *FAST]) == 0
     assert f"another nightly run holds {db}/_vidindex/nightly.lock" in capsys.readouterr().err
     assert not (db / "videos.lance").exists()  # nothing was indexed
     holder.release()
 
 
-def test_nightly_runs_index_only_new_videos(ray_cluster, tmp_path, tiny_model, videos, capsys):
+def test_nightly_runs_index_only_new_videos(ray_cluster, tmp_path, tiny_model_dir, videos, capsys):
     db = tmp_path / "db"
-    assert nightly.main([videos["good2"], "--db", str(db), "--model", tiny_model, *FAST]) == 0
+    assert nightly.main([videos["good2"], "--db", str(db), "--model", tiny_model_dir, *FAST]) == 0
     assert "1 done, 0 failed, 0 already indexed" in capsys.readouterr().out
     last = json.loads((db / "_vidindex" / "last_run.json").read_text())
     assert last["exit_code"] == 0 and not (db / "_vidindex" / "nightly.lock").exists()
-    assert nightly.main([videos["good2"], "--db", str(db), "--model", tiny_model, *FAST]) == 0
+    assert nightly.main([videos["good2"], "--db", str(db), "--model", tiny_model_dir, *FAST]) == 0
     assert "0 done, 0 failed, 1 already indexed" in capsys.readouterr().out
 
 

@@ -20,13 +20,13 @@ LONG_FLAGS = ["--fps", "2", "--caption-every", "30", "--snapshot-every", "60", "
               "--streams-per-gpu", "1"]
 
 
-def long_config(db, tiny_model, long_video):
-    args = build_parser().parse_args(index_args(db, tiny_model, long_video, extra=LONG_FLAGS))
+def long_config(db, tiny_model_dir, long_video):
+    args = build_parser().parse_args(index_args(db, tiny_model_dir, long_video, extra=LONG_FLAGS))
     return config_from_args(args)
 
 
-def test_killed_actor_resumes_from_its_snapshot_with_identical_rows(ray_cluster, tmp_path, tiny_model, long_video):
-    reference = run_index(long_config(tmp_path / "reference", tiny_model, long_video), [long_video])
+def test_killed_actor_resumes_from_its_snapshot_with_identical_rows(ray_cluster, tmp_path, tiny_model_dir, long_video):
+    reference = run_index(long_config(tmp_path / "reference", tiny_model_dir, long_video), [long_video])
     assert [v["status"] for v in reference.videos] == ["done"]
 
     killed = []
@@ -37,7 +37,7 @@ def test_killed_actor_resumes_from_its_snapshot_with_identical_rows(ray_cluster,
                 killed.append(event)
                 os.kill(event["pid"], signal.SIGKILL)
 
-    config = long_config(tmp_path / "killed", tiny_model, long_video)
+    config = long_config(tmp_path / "killed", tiny_model_dir, long_video)
     report = run_index(config, [long_video], on_events=kill_after_first_checkpoint)
     assert killed, "the video finished before its first checkpoint reached the driver"
     (video,) = report.videos
@@ -57,9 +57,9 @@ class Stop(BaseException):
     """Ends the engine like a crash would (not an Exception, so no per-video handler catches it)."""
 
 
-def test_partial_video_shows_in_status_and_resumes(ray_cluster, tmp_path, tiny_model, videos, capsys):
+def test_partial_video_shows_in_status_and_resumes(ray_cluster, tmp_path, tiny_model_dir, videos, capsys):
     db = tmp_path / "db"
-    args = index_args(db, tiny_model, videos["good1"], videos["good2"])
+    args = index_args(db, tiny_model_dir, videos["good1"], videos["good2"])
     config = config_from_args(build_parser().parse_args(args))
 
     def stop_at_first_checkpoint(kind, payload):
