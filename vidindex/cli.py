@@ -12,6 +12,7 @@ import hashlib
 import json
 import sys
 from datetime import date, datetime
+from pathlib import Path
 
 from vidindex.config import ConfigError, IndexConfig, Question
 
@@ -99,7 +100,15 @@ def config_from_args(args) -> IndexConfig:
         config = config.with_overrides(questions=questions_from_flags(args.question, config.caption_interval))
     if not config.db_uri:
         raise ConfigError("no database given: pass --db URI (or set db_uri in the config file)")
+    if _looks_like_path(config.model) and not Path(config.model).expanduser().exists():
+        raise ConfigError(f"model {config.model!r} does not exist (give a checkpoint folder or a hub id such as "
+                          "hustvl/InfiniteVL-LongSFT)")
     return config
+
+
+def _looks_like_path(model: str) -> bool:
+    """A hub id is 'org/name'; a local checkpoint is given as an absolute or ./relative path."""
+    return model.startswith(("/", "./", "../", "~")) or Path(model).is_absolute()
 
 
 def questions_from_flags(texts: list[str], every: float) -> tuple[Question, ...]:

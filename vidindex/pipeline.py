@@ -365,6 +365,8 @@ def _run_dataset(config, plan: Plan, resources: Resources, committer, tracker, s
     poller.start()
     try:
         results = list(dataset.iter_rows())
+    except ray.exceptions.RayError as error:  # e.g. actors that cannot be scheduled or created
+        raise PipelineError(f"the indexing stage failed: {describe_error(error)}") from error
     finally:
         stop.set()
         poller.join()

@@ -15,6 +15,7 @@ from vidindex.cli import main
     (lambda a: a + ["--streams-per-gpu", "0"], "streams_per_gpu"),
     (lambda a: a + ["--config", "/nonexistent/index.yaml"], "cannot read config file /nonexistent/index.yaml"),
     (lambda a: a + ["--question", "  "], "--question needs a non-empty text"),
+    (lambda a: a + ["--model", "/nonexistent/tiny"], "model '/nonexistent/tiny' does not exist"),
 ])
 def test_bad_flags_exit_2_naming_the_setting(tmp_path, tiny_model_dir, videos, capsys, change, message):
     args = change(index_args(tmp_path / "db", tiny_model_dir, videos["good1"]))
