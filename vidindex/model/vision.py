@@ -92,7 +92,7 @@ def encode_frames(tower: nn.Module, pixel_values: torch.Tensor, n_frames: int, s
         fn = encode_uniform_windows
         if compiled:
             if _compiled_uniform_windows is None:
-                _compiled_uniform_windows = torch.compile(encode_uniform_windows)
+                _compiled_uniform_windows = torch.compile(encode_uniform_windows, dynamic=True)
             fn = _compiled_uniform_windows
         return fn(tower, pixel_values, n_frames, size, vc)
     g = size // vc.patch_size

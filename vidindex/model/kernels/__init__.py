@@ -21,9 +21,11 @@ _compiled: dict = {}
 
 
 def _compiled_fn(fn):
-    """torch.compile once per function (shapes vary: frames, questions, decode steps)."""
+    """torch.compile once per function, shape-generic from the start: token counts vary with
+    frames per feed, questions and decode steps, and per-shape recompiles would exhaust
+    dynamo's recompile limit and fall back to eager."""
     if fn not in _compiled:
-        _compiled[fn] = torch.compile(fn)
+        _compiled[fn] = torch.compile(fn, dynamic=True)
     return _compiled[fn]
 
 
