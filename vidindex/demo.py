@@ -82,6 +82,8 @@ def run_demo(workdir: str | os.PathLike = "vidindex-demo", *, seconds: float = 1
     say(f"2/4 writing the tiny model to {model_dir}")
     write_tiny_checkpoint(model_dir)
     config = demo_config(workdir, model_dir)
+    config_file = workdir / "index.yaml"
+    config.to_yaml(config_file)  # so the commands below index with exactly this config
 
     say("3/4 indexing on a local Ray cluster (one indexing actor per CPU core)")
     report = run_index(config, [str(workdir / "videos")], progress=progress)
@@ -106,8 +108,7 @@ def run_demo(workdir: str | os.PathLike = "vidindex-demo", *, seconds: float = 1
     say(f"  vidindex ask {video['video_id']} --at {ask_at} \"{ASK_QUESTION}\" --db {db}")
     say(f"  vidindex ask-archive \"Is anything moving?\" --db {db}")
     say(f"  duckdb -c \"SELECT * FROM read_parquet('{config.parquet_uri}/captions/*/*.parquet')\"")
-    say(f"  vidindex index {workdir / 'videos'} --db {db} --model {model_dir} --frame-size {config.frame_size} "
-        f"--dtype float32   # again: skips done videos")
+    say(f"  vidindex index {workdir / 'videos'} --config {config_file}   # again: skips done videos, retries the broken one")
     say("  vidindex index VIDEOS... --db DB --model hustvl/InfiniteVL-LongSFT --device cuda   # real captions, GPU")
     say()
     say(RANDOM_WEIGHTS_NOTE)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 
 from tests.pipeline.tables import videos_by_name
 from vidindex.cli import main
 from vidindex.demo import run_demo
 
 
-def test_demo_indexes_samples_then_searches_and_asks(ray_cluster, tmp_path):
+def test_demo_indexes_samples_then_searches_and_asks(ray_cluster, tmp_path, capsys):
     out = io.StringIO()
     assert run_demo(tmp_path / "demo", seconds=40, out=out) == 0
     text = out.getvalue()
@@ -23,3 +24,11 @@ def test_demo_indexes_samples_then_searches_and_asks(ray_cluster, tmp_path):
                                                                    "broken": "failed"}
     assert list((tmp_path / "demo" / "parquet" / "captions").glob("*/*.parquet"))
     assert main(["status", "--db", str(tmp_path / "demo" / "db")]) == 0
+    capsys.readouterr()
+    # The re-run command the demo prints indexes with the same config: nothing done twice.
+    demo = tmp_path / "demo"
+    assert f"vidindex index {demo / 'videos'} --config {demo / 'index.yaml'}" in text
+    assert main(["index", str(demo / "videos"), "--config", str(demo / "index.yaml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"] == {"done": 0, "failed": 1, "already_done": 2}  # the broken one is tried again
+
