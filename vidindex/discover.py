@@ -50,7 +50,15 @@ def discover(sources: list[str], storage_options: dict | None = None) -> list[st
         raise SourceError("no sources given: name video files, folders, globs or manifests")
     found: list[str] = []
     for source in sources:
-        uris = _expand(str(source), storage_options or {})
+        try:
+            uris = _expand(str(source), storage_options or {})
+        except SourceError:
+            raise
+        except ImportError as error:  # e.g. s3fs or gcsfs not installed
+            raise SourceError(f"cannot read {source!r}: no filesystem for it ({error}); "
+                              "install vidindex[s3] or vidindex[gcs]") from None
+        except Exception as error:  # unknown protocol, no permission, bucket missing, ...
+            raise SourceError(f"cannot read {source!r}: {type(error).__name__}: {error}") from None
         if not uris:
             raise SourceError(f"no videos found in {source!r}")
         found.extend(uris)

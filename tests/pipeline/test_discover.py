@@ -80,3 +80,8 @@ def test_unreadable_parquet_manifest_names_the_file(tree):
 def test_no_sources_is_an_error():
     with pytest.raises(SourceError, match="no sources given"):
         discover([])
+
+
+def test_unreadable_source_names_it():
+    with pytest.raises(SourceError, match="cannot read 'nosuchfs://bucket/\\*.mp4'"):
+        discover(["nosuchfs://bucket/*.mp4"])
