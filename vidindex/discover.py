@@ -196,8 +196,11 @@ def plan_videos(uris: list[str], store, config_id: str, storage_options: dict | 
     with ThreadPoolExecutor(max_workers=min(PROBE_THREADS, max(1, len(uris)))) as pool:
         probed = list(pool.map(lambda uri: _probe(uri, storage_options), uris))
     rows = {row["video_id"]: row for row in store.videos(config_id=config_id)}
-    todo, done = [], []
+    todo, done, seen = [], [], set()
     for video in probed:
+        if video.video_id in seen:  # one file named twice (e.g. a.mp4 and ./a.mp4): one stream, one writer
+            continue
+        seen.add(video.video_id)
         row = rows.get(video.video_id)
         if row is None:
             todo.append(video)

@@ -85,3 +85,13 @@ def test_no_sources_is_an_error():
 def test_unreadable_source_names_it():
     with pytest.raises(SourceError, match="cannot read 'nosuchfs://bucket/\\*.mp4'"):
         discover(["nosuchfs://bucket/*.mp4"])
+
+
+def test_plan_indexes_a_file_named_twice_once(tmp_path, videos, monkeypatch):
+    from vidindex.discover import plan_videos
+    from vidindex.store import Store
+
+    monkeypatch.chdir(videos["folder"])
+    plan = plan_videos([videos["good1"], "./good1.mp4", "good2.mp4"], Store(tmp_path / "db"), "cfg")
+    assert [(v.uri, v.state, v.duration_s) for v in plan.todo] == [(videos["good1"], "new", 60.0),
+                                                                    ("good2.mp4", "new", 45.0)]
