@@ -89,9 +89,9 @@ def archive(tmp_path_factory, tiny_dir, video_files, embedder) -> Archive:
                    uris={name: uris[vid] for name, vid in video_ids.items()}, failed_id=video_ids["broken.mp4"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped when the package ends, so later packages run without it
 def ray_local():
-    """A real local Ray cluster of 2 CPUs, started once for the session."""
+    """A real local Ray cluster of 2 CPUs for this package."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
