@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +19,20 @@ from pathlib import Path
 import pyarrow as pa
 
 TABLE_NAMES = ("videos", "captions", "answers", "snapshots")
-SCHEMA_DIR = Path(os.environ.get("VIDINDEX_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "schemas"))
+
+
+def _schema_dir() -> Path:
+    """schemas/ of a source checkout (editable installs), else the copy a wheel installs under
+    <prefix>/share/vidindex/schemas; VIDINDEX_SCHEMA_DIR overrides both."""
+    if "VIDINDEX_SCHEMA_DIR" in os.environ:
+        return Path(os.environ["VIDINDEX_SCHEMA_DIR"])
+    checkout = Path(__file__).resolve().parents[2] / "schemas"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "vidindex" / "schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 
 PRIMARY_KEY = "lance-schema:unenforced-primary-key"
 PRIMARY_KEY_POSITION = "lance-schema:unenforced-primary-key:position"
