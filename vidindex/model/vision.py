@@ -26,6 +26,8 @@ def frames_to_tensor(frames) -> torch.Tensor:
         if not frames:
             raise FrameError("frames: empty list")
         frames = np.stack([np.asarray(f) for f in frames]) if not isinstance(frames[0], torch.Tensor) else torch.stack(frames)
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = frames.copy()  # decoders hand out read-only buffers; torch wants to own writable memory
     t = torch.as_tensor(frames)
     if t.dtype != torch.uint8:
         raise FrameError(f"frames: expected uint8 RGB, got dtype {t.dtype}")
