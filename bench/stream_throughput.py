@@ -22,7 +22,7 @@ from gpu_timing import cuda_time
 
 from vidindex.model import ModelConfig, Stream
 from vidindex.model.tiny import random_model
-from vidindex.model.vision import encode_frames, encode_uniform_windows, preprocess
+from vidindex.model.vision import encode_frames, encode_uniform_windows, encode_with_tower, preprocess
 
 FLOP_PER_FRAME = 3.29e12
 PEAK_FLOPS = 800e12
@@ -51,9 +51,8 @@ def main():
 
     for n in (32,):
         px = preprocess(torch.as_tensor(frames(n)), 448, vc, "cuda", torch.bfloat16)
-        grid = torch.tensor([[1, 32, 32]] * n, device="cuda")
         with torch.inference_mode():
-            tower = cuda_time(lambda: model.visual(px, grid_thw=grid))
+            tower = cuda_time(lambda: encode_with_tower(model.visual, px, n, 448, vc))
             batched = cuda_time(lambda: encode_uniform_windows(model.visual, px, n, 448, vc))
             compiled = cuda_time(lambda: encode_frames(model.visual, px, n, 448, vc, compiled=True))
         res[f"vision_ms_per_frame_tower_n{n}"] = tower * 1e3 / n

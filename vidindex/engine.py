@@ -118,6 +118,7 @@ class Engine:
         self.frames_per_step = frames_per_step
         self.on_event = on_event or (lambda kind, payload: None)
         self.storage_options = storage_options
+        self._config_json = json.dumps(config.to_dict(), sort_keys=True)  # stored on every videos row
         self._tasks: list[_Task] = []
         self._batch: Stream | None = None
 
@@ -143,8 +144,7 @@ class Engine:
                 if result is not None:
                     self._results[uri] = result
             if self._tasks:
-                self._step()
-            self._drop_finished()
+                self._step()  # drops the videos it finishes
         return [self._results[u] for u in uris]
 
     def _start(self, uri: str) -> VideoResult | None:
@@ -162,7 +162,7 @@ class Engine:
                 "video_id": info.video_id, "config_id": config_id, "uri": info.uri,
                 "duration_s": info.duration, "fps": info.fps, "width": info.width, "height": info.height,
                 "model": cfg.model, "model_revision": cfg.model_revision,
-                "config": json.dumps(cfg.to_dict(), sort_keys=True),
+                "config": self._config_json,
             })
             stream, start_ms = self._resume_point(info.video_id)
             frames = sample_frames(info.uri, fps=cfg.sample_fps, size=cfg.frame_size, start=start_ms / 1000,
@@ -334,7 +334,7 @@ class Engine:
         config_id = self.config.config_id
         self.committer.start_video({"video_id": video_id, "config_id": config_id, "uri": str(uri),
                                     "model": self.config.model,
-                                    "config": json.dumps(self.config.to_dict(), sort_keys=True)})
+                                    "config": self._config_json})
         self.committer.finish_video(video_id, config_id, "failed", describe_error(error))
         self.on_event("finish", {"uri": uri, "video_id": video_id, "status": "failed", "error": describe_error(error)})
         return VideoResult(uri, video_id, "failed", describe_error(error))

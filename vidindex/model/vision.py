@@ -97,10 +97,15 @@ def encode_frames(tower: nn.Module, pixel_values: torch.Tensor, n_frames: int, s
                 _compiled_uniform_windows = torch.compile(encode_uniform_windows, dynamic=True)
             fn = _compiled_uniform_windows
         return fn(tower, pixel_values, n_frames, size, vc)
+    return encode_with_tower(tower, pixel_values, n_frames, size, vc)
+
+
+def encode_with_tower(tower: nn.Module, pixel_values: torch.Tensor, n_frames: int, size: int, vc: VisionConfig):
+    """The tower's own forward (variable-length segments), same output layout as encode_frames."""
     g = size // vc.patch_size
     grid = torch.tensor([[1, g, g]] * n_frames, device=pixel_values.device)
     out = tower(pixel_values, grid_thw=grid)
-    feats = out if isinstance(out, torch.Tensor) else out.pooler_output
+    feats = out if isinstance(out, torch.Tensor) else out.pooler_output  # older releases return the tensor
     return feats.reshape(n_frames, -1, feats.shape[-1])
 
 
