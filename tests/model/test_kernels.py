@@ -70,3 +70,32 @@ def test_window_attention_reference_matches_naive_loop():
     kv_len = torch.tensor([0, 3, 7])
     got = window_attention.sdpa_reference(q, keys, values, window_attention.window_mask(kv_len, capacity, T))
     torch.testing.assert_close(got, _naive_window_attention(q, keys, values, kv_len, capacity), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("capacity,t_new,kv_lens", [
+    (8191, 256, (0, 4000, 8191)),  # the 4B model's window: blocks never align with the buffer
+    (8191, 1024, (8191, 5)),
+    (300, 512, (0, 17, 300)),
+    (255, 128, (255, 100)),
+])
+def test_window_block_mask_matches_torch_construction(capacity, t_new, kv_lens):
+    """The block mask built by arithmetic has the blocks torch's own construction finds by
+    evaluating the mask everywhere: the same blocks to visit, and the same full blocks (where
+    the per-element mask is skipped, so a wrong one would attend outside the window)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    kv_len = torch.tensor(kv_lens)
+    ours = window_attention.flex_block_mask(kv_len, capacity, t_new)
+    dense = window_attention.window_mask(kv_len, capacity, t_new)[:, 0]
+
+    def allowed(b, h, qi, kj):
+        return dense[b, qi, kj]
+
+    theirs = create_block_mask(allowed, len(kv_lens), None, t_new, capacity + t_new, device="cpu")
+    assert torch.equal(ours.to_dense(), theirs.to_dense())
+    assert torch.equal(ours.full_kv_num_blocks, theirs.full_kv_num_blocks)
+    assert torch.equal(ours.kv_num_blocks, theirs.kv_num_blocks)
+    # and the element mask it carries is the window mask
+    b, q, k = torch.meshgrid(torch.arange(len(kv_lens)), torch.arange(t_new), torch.arange(capacity + t_new),
+                             indexing="ij")
+    assert torch.equal(ours.mask_mod(b, 0, q, k), dense)

@@ -30,3 +30,32 @@ def test_sizes_with_ragged_windows_use_the_tower():
     vc = VisionConfig()
     assert windows_are_uniform(448, vc) and windows_are_uniform(896, vc)
     assert not windows_are_uniform(168, vc)  # 6 units a side: windows of 4 and 2
+
+
+def test_compiled_block_serves_every_block():
+    """The compiled vision forward compiles one block function for all blocks (window and
+    full-attention shapes), not one graph per block: a 32-block tower and a new frame count
+    stay within a few compiles (dynamo would fall back to eager past its recompile limit),
+    and the output equals the eager forward."""
+    from torch._dynamo.testing import CompileCounter
+
+    from vidindex.model import vision
+
+    vc = VisionConfig(depth=32, hidden_size=32, num_heads=2, intermediate_size=48,
+                      fullatt_block_indexes=(7, 15, 23, 31), out_hidden_size=24)
+    torch.manual_seed(0)
+    tower = build_vision_tower(vc).eval()
+    counter = CompileCounter()
+    compiled, vision._compiled_block = vision._compiled_block, torch.compile(vision._block, backend=counter,
+                                                                              dynamic=True)
+    try:
+        with torch.no_grad():
+            for n in (3, 5):
+                pixels = preprocess(torch.randint(0, 256, (n, 112, 112, 3), dtype=torch.uint8), 112, vc, "cpu",
+                                    torch.float32)
+                ref = encode_uniform_windows(tower, pixels, n, 112, vc)
+                got = encode_uniform_windows(tower, pixels, n, 112, vc, compiled=True)
+                torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+    finally:
+        vision._compiled_block = compiled
+    assert 1 <= counter.frame_count <= 3

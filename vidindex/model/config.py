@@ -94,9 +94,9 @@ class ModelConfig:
         for t in self.layer_types:
             if t not in (SLIDING, LINEAR, "full_attention"):
                 raise ValueError(f"config: unknown layer type {t!r}")
-        if sum(self.mrope_section) * 2 != self.head_dim:
+        if len(self.mrope_section) != 3 or sum(self.mrope_section) * 2 != self.head_dim:
             raise ValueError(
-                f"config: mrope_section {list(self.mrope_section)} must sum to head_dim/2 = {self.head_dim // 2}"
+                f"config: mrope_section {list(self.mrope_section)} must be 3 sizes (t, h, w) summing to head_dim/2 = {self.head_dim // 2}"
             )
         if self.vision.out_hidden_size != self.hidden_size:
             raise ValueError("config: vision_config.out_hidden_size must equal hidden_size")

@@ -49,9 +49,11 @@ def mrope_cos_sin(positions: torch.Tensor, cfg: ModelConfig, dtype: torch.dtype)
     half = cfg.head_dim // 2
     inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, half, device=positions.device, dtype=torch.float64) / half))
     angles = positions.double()[..., None] * inv_freq  # [3, B, T, half]
-    axis = torch.repeat_interleave(
-        torch.arange(3, device=positions.device), torch.tensor(cfg.mrope_section, device=positions.device)
-    )
+    # Which axis each frequency takes its angle from, built on the device (no host copy, so a
+    # step stays capturable as a CUDA graph).
+    f = torch.arange(half, device=positions.device)
+    first, second = cfg.mrope_section[0], cfg.mrope_section[0] + cfg.mrope_section[1]
+    axis = (f >= first).long() + (f >= second).long()
     picked = angles.gather(0, axis.view(1, 1, 1, half).expand(1, *angles.shape[1:3], half))[0]
     emb = torch.cat((picked, picked), dim=-1).float()
     return emb.cos().to(dtype), emb.sin().to(dtype)

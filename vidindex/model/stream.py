@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .decode import decoder_for
 from .errors import FrameError, SnapshotError
 from .prompts import encode, question_text
 from .state import StreamState
@@ -176,18 +177,18 @@ class Stream:
             prompts.append(ids)
         logits = self._prefill_each(list(range(len(prompts))), prompts, state=branch)
         out: list[list[int]] = [[] for _ in prompts]
-        done = torch.zeros(len(prompts), dtype=torch.bool, device=m.device)
+        done = [False] * len(prompts)
+        step = None
         for _ in range(max_new_tokens):
             nxt = logits.argmax(-1)
-            done |= nxt == cfg.eos_token_id
             for i, t in enumerate(nxt.tolist()):
+                done[i] = done[i] or t == cfg.eos_token_id
                 if not done[i]:
                     out[i].append(t)
-            if done.all():
+            if all(done):
                 break
-            pos = branch.counters["next_pos"][None, :, None].expand(3, -1, 1)
-            logits = m.forward_embeds(m.embed_tokens(nxt[:, None]), pos, branch)
-            branch.counters["next_pos"].add_(1)
+            step = step or decoder_for(m, branch)
+            logits = step(nxt)
         return out
 
     # Snapshots --------------------------------------------------------------------------

@@ -80,23 +80,17 @@ def reset_rotary_buffers(tower: nn.Module, device) -> None:
     tower.rotary_pos_emb = fresh.to(device)
 
 
-_compiled_uniform_windows = None
+_compiled_block = None
 
 
 def encode_frames(tower: nn.Module, pixel_values: torch.Tensor, n_frames: int, size: int, vc: VisionConfig,
                   compiled: bool = False):
     """pixel_values -> frame tokens [n_frames, tokens_per_frame, out_hidden] (raster order).
 
-    `compiled` (CUDA): torch.compile the batched forward; eager, the tower's 3420-wide MLP
+    `compiled` (CUDA): run each block through torch.compile; eager, the tower's 3420-wide MLP
     matmuls and fp32 norm/rotary passes run at a fraction of what fused kernels reach."""
-    global _compiled_uniform_windows
     if windows_are_uniform(size, vc):
-        fn = encode_uniform_windows
-        if compiled:
-            if _compiled_uniform_windows is None:
-                _compiled_uniform_windows = torch.compile(encode_uniform_windows, dynamic=True)
-            fn = _compiled_uniform_windows
-        return fn(tower, pixel_values, n_frames, size, vc)
+        return encode_uniform_windows(tower, pixel_values, n_frames, size, vc, compiled=compiled)
     return encode_with_tower(tower, pixel_values, n_frames, size, vc)
 
 
@@ -123,7 +117,8 @@ def windows_are_uniform(size: int, vc: VisionConfig) -> bool:
     return units % per_window == 0
 
 
-def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int, size: int, vc: VisionConfig):
+def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int, size: int, vc: VisionConfig,
+                           compiled: bool = False):
     """The vision tower's forward with the same weights and math, batched: windows (and, in the
     full-attention blocks, whole frames) become the batch of one dense SDPA call instead of a
     loop over variable-length segments.
@@ -131,33 +126,50 @@ def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int,
     Patches are kept window-major (frame, window row, window col, unit row, unit col, 2x2 patch);
     every block attends within a window or within a frame, which only needs views of that
     order, and the 2x2 patches of a merge unit stay adjacent for the merger.
+
+    `compiled`: one block function is compiled and serves all blocks (blocks are identical up to
+    their weights, which are inputs to the compiled code), so a cold start compiles a block, not
+    the whole tower.
     """
+    global _compiled_block
+    block_fn = _block
+    if compiled:
+        if _compiled_block is None:
+            _compiled_block = torch.compile(_block, dynamic=True)
+        block_fn = _compiled_block
     units, we = _window_units(size, vc)
     nw = units // we
     m2 = vc.spatial_merge_size ** 2
-    C, H = vc.hidden_size, vc.num_heads
-    hd = C // H
+    C = vc.hidden_size
+    hd = C // vc.num_heads
     # The patch embedding is a Conv3d whose kernel covers the whole patch: one matmul.
     proj = tower.patch_embed.proj.weight
     x = F.linear(pixel_values.to(proj.dtype), proj.reshape(C, -1))  # [n * P, C]: unit raster, 2x2 inside
     x = x.view(n, nw, we, nw, we, m2, C).permute(0, 1, 3, 2, 4, 5, 6).reshape(n, -1, C)
     cos, sin = _rotary_window_major(size, vc, x.device)  # [P, hd]
     windows, per_window = n * nw * nw, we * we * m2
+    # (attention groups, tokens per group, cos, sin): whole frames, or windows
+    frame_groups = (n, -1, cos.view(1, -1, hd), sin.view(1, -1, hd))
+    window_groups = (windows, per_window, *(t.view(nw * nw, per_window, hd).repeat(n, 1, 1) for t in (cos, sin)))
     full = set(vc.fullatt_block_indexes)
     for j, block in enumerate(tower.blocks):
-        shape = (n, -1) if j in full else (windows, per_window)
-        c, s = (t.view(*((1, -1) if j in full else (nw * nw, per_window)), hd) for t in (cos, sin))
-        if j not in full:
-            c, s = c.repeat(n, 1, 1), s.repeat(n, 1, 1)
-        h = block.norm1(x).view(*shape, C)
-        q, k, v = block.attn.qkv(h).view(*h.shape[:2], 3, H, hd).unbind(2)
-        q, k = (_rotate(t, c, s) for t in (q, k))
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        x = x + block.attn.proj(out.transpose(1, 2).reshape(n, -1, C))
-        x = x + block.mlp(block.norm2(x))
+        groups, length, c, s = frame_groups if j in full else window_groups
+        x = block_fn(block, x, c, s, groups, length, vc.num_heads)
     y = tower.merger(x.reshape(-1, C))  # [n * units^2, out]
     y = y.view(n, nw, nw, we, we, -1).permute(0, 1, 3, 2, 4, 5)  # back to unit raster order
     return y.reshape(n, units * units, -1)
+
+
+def _block(block: nn.Module, x, cos, sin, groups: int, length: int, heads: int):
+    """One vision block on x [n, P, C], attention within `groups` groups of `length` tokens."""
+    n, _, C = x.shape
+    hd = C // heads
+    h = block.norm1(x).view(groups, length, C)
+    q, k, v = block.attn.qkv(h).view(*h.shape[:2], 3, heads, hd).unbind(2)
+    q, k = (_rotate(t, cos, sin) for t in (q, k))
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    x = x + block.attn.proj(out.transpose(1, 2).reshape(n, -1, C))
+    return x + block.mlp(block.norm2(x))
 
 
 def _rotate(t, cos, sin):

@@ -13,26 +13,20 @@ snapshot. A video with no snapshot (e.g. failed before the first one) cannot be 
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 
 from vidindex.model import SnapshotError
 from vidindex.query.common import VideoTarget, open_store, parse_seconds, resolve_video
 from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.models import model_for
 from vidindex.store import SnapshotIntegrityError, Store, StoreError
+from vidindex.replay import DECODE_WORKERS, SEGMENT_SECONDS, replay
 from vidindex.timefmt import format_time, from_ms
-from vidindex.video import VideoError, sample_frames
+from vidindex.video import VideoError
 
 END = "end"
 REPLAY_BATCH = 32  # frames per feed while replaying: one forward for many frames on a GPU
-# Readers decoding parts of a long replay at once: one per core (GPU hosts have many), since
-# decoding 5 minutes of 1080p at 1 fps takes a core ~13 s, far above the model's share.
-DECODE_WORKERS = max(1, min(16, os.cpu_count() or 1))
-SEGMENT_SECONDS = 30.0  # shortest part of a replay worth a reader of its own
 
 
 @dataclass
@@ -190,50 +184,9 @@ def _load_snapshot_stream(store: Store, model, target: VideoTarget, snapshot: di
 
 def _replay(stream, target: VideoTarget, start_s: float, until_s: float, batch: int,
             workers: int, segment_seconds: float) -> int:
-    """Feed the frames sampled in (stream's last frame, until_s], in batches; returns how many.
-
-    A long range is cut into segments decoded at once by their own readers (each seeks to its
-    start): sample_frames from any start yields exactly the frames a run from 0 yields from
-    there, so the segments joined in order are the frames of the whole range. Boundaries are
-    whole milliseconds, exact as fractions, so no frame falls between two segments.
-    """
     config = target.config
-    last_fed = stream.last_timestamp[0]
-    start_ms, until_ms = round(start_s * 1000), round(until_s * 1000)
-    count = max(1, min(workers, (until_ms - start_ms) // max(1, round(segment_seconds * 1000))))
-    bounds = [Fraction(start_ms + (until_ms - start_ms) * i // count, 1000) for i in range(count)] + [None]
-    per_segment = math.ceil((until_s - start_s) / count * config.sample_fps) + 2
-    readers = [
-        # later segments decode all their frames ahead while the earlier ones are fed
-        sample_frames(target.uri, fps=config.sample_fps, size=config.frame_size, start=bounds[i], end=bounds[i + 1],
-                      prefetch=max(2 * batch, per_segment if i else 0))
-        for i in range(count)
-    ]
-    frames, times, fed = [], [], 0
     try:
-        for reader in readers:
-            for ts, frame in reader:
-                if ts <= last_fed:
-                    continue
-                if ts * 1000 > until_ms:
-                    break
-                frames.append(frame)
-                times.append(ts)
-                if len(frames) == batch:
-                    fed += _feed(stream, frames, times)
-                    frames, times = [], []
+        return replay(stream, target.uri, fps=config.sample_fps, size=config.frame_size, start_s=start_s,
+                      until_s=until_s, batch=batch, workers=workers, segment_seconds=segment_seconds)
     except VideoError as error:
         raise UnreadableIndexData(f"cannot replay video {target.video_id!r} from {format_time(start_s)}: {error}") from None
-    finally:
-        for reader in readers:
-            reader.close()
-    if frames:
-        fed += _feed(stream, frames, times)
-    return fed
-
-
-def _feed(stream, frames, times) -> int:
-    import numpy as np
-
-    stream.feed(np.stack(frames), times)
-    return len(frames)

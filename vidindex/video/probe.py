@@ -118,6 +118,10 @@ def _describe(head: bytes) -> str:
         return "unrecognised data"
 
 
+# Badly encoded tags must not make a video unreadable; PyAV 19 dropped this option.
+_OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
+
+
 def open_container(loc: Location, fileobj, size: int):
     """av.open with FFmpeg's failures mapped to typed errors."""
     uri = loc.uri
@@ -127,7 +131,7 @@ def open_container(loc: Location, fileobj, size: int):
     except BaseException as e:
         raise storage_error(uri, e) from e
     try:
-        container = av.open(fileobj, mode="r", metadata_errors="ignore")
+        container = av.open(fileobj, mode="r", **_OPEN_OPTIONS)
     except (av.error.InvalidDataError, av.error.EOFError) as e:
         kind = _sniff(head)
         if kind == "mp4":

@@ -48,19 +48,48 @@ def flex_supported(t_new: int, head_dim: int, dtype: torch.dtype) -> bool:
 
 
 _compiled_flex = None
+BLOCK = 128  # FlexAttention's tile: queries and keys in blocks of 128
 
 
 def flex_block_mask(kv_len, capacity, t_new):
-    """The same mask as a block-sparse BlockMask, built once per step for all window layers."""
-    from torch.nn.attention.flex_attention import create_block_mask
+    """The same mask as a block-sparse BlockMask, built once per step for all window layers.
 
-    start = capacity - kv_len
+    Built from block arithmetic: a few small tensor ops, where create_block_mask would compile
+    a kernel (minutes on a fresh machine) or materialise the whole T x (capacity + T) mask.
+    For query block [a, b] and key block [c, d], query i may see key j when
+    max(c, a, start) <= j <= min(d, b + capacity) for some i; every pair is allowed ("full",
+    no per-element mask needed) when c >= b, d <= a + capacity, c >= start and the key block
+    is complete.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    dev = kv_len.device
+    n_kv = capacity + t_new
+    start = capacity - kv_len  # [B]: first slot holding a real token
 
     def mask_mod(b, h, qi, kj):
         return (kj <= capacity + qi) & (kj >= qi) & (kj >= start[b])
 
-    return create_block_mask(mask_mod, kv_len.shape[0], None, t_new, capacity + t_new,
-                             device=kv_len.device, _compile=True)
+    a = torch.arange(0, t_new, BLOCK, device=dev)[:, None]  # [Qb, 1]
+    b = (a + BLOCK - 1).clamp(max=t_new - 1)
+    c = torch.arange(0, n_kv, BLOCK, device=dev)[None, :]  # [1, Kb]
+    d = (c + BLOCK - 1).clamp(max=n_kv - 1)
+    lo = torch.maximum(torch.maximum(c, a)[None], start[:, None, None])  # [B, Qb, Kb]
+    hi = torch.minimum(d, b + capacity)[None]
+    some = lo <= hi
+    full = (c >= b) & (d <= a + capacity) & (d - c == BLOCK - 1)
+    full = full[None] & (c >= start[:, None, None])
+    partial = some & ~full
+
+    def ordered(blocks):  # counts and indices of the True blocks, listed first, in order
+        blocks = blocks[:, None]  # one mask for every head
+        order = torch.argsort(blocks.to(torch.int8), dim=-1, descending=True, stable=True)
+        return blocks.sum(-1, dtype=torch.int32), order.to(torch.int32)
+
+    kv_num, kv_idx = ordered(partial)
+    full_num, full_idx = ordered(full)
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=BLOCK, mask_mod=mask_mod,
+                                    seq_lengths=(t_new, n_kv))
 
 
 def flex_attention(q, keys, values, block_mask):
@@ -69,7 +98,9 @@ def flex_attention(q, keys, values, block_mask):
     from torch.nn.attention.flex_attention import flex_attention as flex
 
     if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex, dynamic=False)
+        # Static for the first shape; a second shape compiles one dynamic version for all others
+        # (feeds and replays end in odd frame counts, streams come and go).
+        _compiled_flex = torch.compile(flex)
     out = _compiled_flex(
         q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
         block_mask=block_mask, enable_gqa=True,

@@ -1,0 +1,210 @@
+"""Ask-as-of-T latency of the 4B-shaped model on one GPU, end to end from files.
+
+    python bench/ask_latency.py --video replay.mp4 [--out results.json] [--profile prof.txt]
+
+The video must be at least 335 s long; if the file does not exist, a synthetic one is written
+there (448x448, 30 fps, H.264, noise-textured so it is not trivially cheap to decode). A snapshot is taken after the video's first 32 s (1 fps,
+448x448) and written to disk as safetensors; then "ask as of T" is timed the way `vidindex ask`
+runs it: load the snapshot file, decode and feed every sampled frame up to T from the video file
+(several readers at once), ask a question on a branch (16 new tokens). T = snapshot + 299.5 s is
+the worst case of a 5-minute snapshot interval (299 frames), T = snapshot + 150 s the median.
+Only the index lookups are left out (LanceDB, milliseconds; the model is random, bf16).
+
+Also printed: the first feed and first ask of a fresh process (compilation, unless the compile
+caches are warm), steady feed frames/s at 32 and 64 frames per feed with the share of the
+compute ceiling, and decode ms per token eager and as a CUDA graph (tokens must be identical).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+from gpu_timing import cuda_time
+
+from vidindex.model import ModelConfig, Stream
+from vidindex.model.decode import decoder_for, eager_step
+from vidindex.model.prompts import encode, question_text
+from vidindex.model.tiny import random_model
+from vidindex.replay import replay
+from vidindex.video import sample_frames
+
+FLOP_PER_FRAME = 3.29e12
+PEAK_FLOPS = 800e12
+SNAPSHOT_AT = 31.0  # last frame in the snapshot (frames at 0..31 s)
+QUESTION = "What happened?"
+
+
+def synced(fn):
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+class Results(dict):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.t0 = time.perf_counter()
+
+    def put(self, key, value):
+        self[key] = value
+        print(f"[{time.perf_counter() - self.t0:7.1f}s] {key} = {value}", flush=True)
+        if self.path:
+            with open(self.path, "w") as f:
+                json.dump(self, f, indent=1)
+
+
+def random_frames(n, seed):
+    return np.random.default_rng(seed).integers(0, 256, (n, 448, 448, 3), dtype=np.uint8)
+
+
+
+def decode_both(model, s, res):
+    ids = encode(model.tokenizer, question_text(QUESTION))
+    branch = s.state.select([0])
+    logits0 = s._prefill_each([0], [ids], state=branch)
+    runs = {}
+    for name in ("eager", "graph"):
+        state = branch.clone()
+        (step, dt) = synced(lambda: decoder_for(model, state) if name == "graph" else
+                            (lambda x: eager_step(model, state, x)))
+        res.put(f"decode_setup_{name}_s", dt)
+        logits, tokens, all_logits = logits0, [], []
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(32):
+            nxt = logits.argmax(-1)
+            tokens.append(int(nxt[0]))
+            logits = step(nxt)
+            all_logits.append(logits.clone())
+        torch.cuda.synchronize()
+        res.put(f"decode_ms_per_token_{name}", (time.perf_counter() - t) / 32 * 1e3)
+        runs[name] = (tokens, torch.stack(all_logits))
+    res.put("decode_graph_tokens_equal", runs["eager"][0] == runs["graph"][0])
+    res.put("decode_graph_logits_max_abs_diff", float((runs["eager"][1] - runs["graph"][1]).abs().max()))
+
+
+def profile_feed(model, path):
+    """Kernel tables of one 64-frame feed, vision and decoder apart (matmuls by shape)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    st = model.new_stream()
+    f = random_frames(64, 2)
+    st.feed(f, np.arange(64, dtype=np.float64))
+    frames_u8 = torch.as_tensor(f)
+    positions = st._frame_positions(torch.arange(64, 128, device="cuda", dtype=torch.float64)[None])
+    with torch.inference_mode():
+        embeds = model.embed_frames(frames_u8).reshape(1, -1, model.config.hidden_size)
+        parts = {"vision": lambda: model.embed_frames(frames_u8),
+                 "decoder": lambda: model.forward_embeds(embeds, positions, st.state)}
+        with open(path, "w") as fh:
+            for name, fn in parts.items():
+                fn()
+                torch.cuda.synchronize()
+                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
+                    fn()
+                    torch.cuda.synchronize()
+                fh.write(f"== {name}: kernels\n")
+                fh.write(prof.key_averages().table(sort_by="self_device_time_total", row_limit=40))
+                fh.write(f"\n== {name}: ops by input shape\n")
+                fh.write(prof.key_averages(group_by_input_shape=True).table(sort_by="device_time_total", row_limit=40))
+                fh.write("\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--video", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--profile")
+    ap.add_argument("--batches", default="32,64")
+    args = ap.parse_args()
+    res = Results(args.out)
+    res.put("device", torch.cuda.get_device_name())
+    res.put("cpus", os.cpu_count())
+    if not os.path.exists(args.video):
+        from vidindex.video.synthetic import write_video
+
+        t = time.perf_counter()
+        write_video(args.video, 335, fps=30, width=448, height=448, gop=60, texture=True)
+        res.put("video_write_s", time.perf_counter() - t)
+    res.put("video_mb", os.path.getsize(args.video) / 1e6)
+
+    (model, dt) = synced(lambda: random_model(ModelConfig(), "cuda"))
+    res.put("model_build_s", dt)
+    res.put("kernels", model.kernels.name)
+
+    # A fresh process: first feed and first ask pay for compiling (cold caches) or loading them.
+    with sample_frames(args.video, fps=1.0, size=448, end=SNAPSHOT_AT + 0.5) as reader:
+        first = list(reader)
+    s = model.new_stream()
+    _, dt = synced(lambda: s.feed(np.stack([f for _, f in first]), [t for t, _ in first]))
+    res.put("first_feed_32_frames_s", dt)
+    _, dt = synced(lambda: s.ask(QUESTION, max_new_tokens=16))
+    res.put("first_ask_16_tokens_s", dt)
+    answer, dt = synced(lambda: s.ask(QUESTION, max_new_tokens=16))
+    res.put("second_ask_16_tokens_s", dt)
+    snapshot = os.path.join(tempfile.mkdtemp(), "snap.safetensors")
+    _, dt = synced(lambda: s.save(snapshot))
+    res.put("snapshot_save_s", dt)
+    res.put("snapshot_mb", os.path.getsize(snapshot) / 1e6)
+
+    # Steady feeding.
+    for per_feed in [int(b) for b in args.batches.split(",")]:
+        st = model.new_stream()
+        f = random_frames(per_feed, 1)
+        clock = [0.0]
+
+        def step():
+            st.feed(f, clock[0] + np.arange(per_feed, dtype=np.float64))
+            clock[0] += per_feed
+
+        _, dt = synced(step)
+        res.put(f"first_feed_{per_feed}_per_feed_s", dt)
+        dt = cuda_time(step, reps=4)
+        res.put(f"feed_fps_{per_feed}_per_feed", per_feed / dt)
+        res.put(f"feed_share_of_ceiling_{per_feed}_per_feed", per_feed / dt * FLOP_PER_FRAME / PEAK_FLOPS)
+
+    # Decode: eager vs CUDA graph from the same branch.
+    with torch.inference_mode():
+        decode_both(model, s, res)
+
+    # Ask as of T, end to end from files.
+    for label, ahead in (("worst", 299.5), ("median", 150.0)):
+        for rep in range(2):
+            phases = {}
+
+            def ask_at():
+                t = time.perf_counter()
+                st = Stream.load(model, snapshot)
+                torch.cuda.synchronize()
+                phases["load_snapshot_s"] = time.perf_counter() - t
+                t = time.perf_counter()
+                n = replay(st, args.video, fps=1.0, size=448, start_s=SNAPSHOT_AT, until_s=SNAPSHOT_AT + ahead,
+                           batch=32)
+                torch.cuda.synchronize()
+                phases["replay_s"] = time.perf_counter() - t
+                phases["frames_replayed"] = n
+                t = time.perf_counter()
+                out = st.ask(QUESTION, max_new_tokens=16)
+                torch.cuda.synchronize()
+                phases["ask_s"] = time.perf_counter() - t
+                return out
+
+            _, dt = synced(ask_at)
+            phases["total_s"] = dt
+            res.put(f"ask_at_T_{label}_rep{rep}", phases)
+
+    if args.profile:
+        profile_feed(model, args.profile)
+        res.put("profile_written", args.profile)
+
+if __name__ == "__main__":
+    main()
