@@ -67,6 +67,16 @@ def random_frames(n, seed):
 
 
 
+class FrameCounter:
+    """Stands in for a Stream in replay(): takes the frames and does nothing with them."""
+
+    def __init__(self, last):
+        self.last_timestamp = [last]
+
+    def feed(self, frames, times):
+        self.last_timestamp = [times[-1]]
+
+
 def decode_both(model, s, res):
     ids = encode(model.tokenizer, question_text(QUESTION))
     branch = s.state.select([0])
@@ -175,6 +185,13 @@ def main():
     # Decode: eager vs CUDA graph from the same branch.
     with torch.inference_mode():
         decode_both(model, s, res)
+
+    # Decoding alone: the replay's readers with a stream that only counts frames.
+    for rep in range(2):
+        counter = FrameCounter(SNAPSHOT_AT)
+        n, dt = synced(lambda: replay(counter, args.video, fps=1.0, size=448, start_s=SNAPSHOT_AT,
+                                      until_s=SNAPSHOT_AT + 299.5, batch=32))
+        res.put(f"replay_decode_only_299_s_rep{rep}", {"s": dt, "frames": n})
 
     # Ask as of T, end to end from files.
     for label, ahead in (("worst", 299.5), ("median", 150.0)):

@@ -14,32 +14,46 @@ import numpy as np
 
 from vidindex.video import sample_frames
 
-# Readers decoding parts of a long replay at once: one per core (GPU hosts have many), since
-# decoding 5 minutes of 1080p at 1 fps takes a core ~13 s, far above the model's share.
+# Readers decoding parts of a long replay at once, one per core (GPU hosts have many): decoding,
+# not the model, bounds a long replay of a large video. Each reader decodes single-threaded.
 DECODE_WORKERS = max(1, min(16, os.cpu_count() or 1))
-SEGMENT_SECONDS = 30.0  # shortest part of a replay worth a reader of its own
+# The first part is short so the model starts within a fraction of a second; each later part,
+# decoded meanwhile by its own reader, may be longer by the time the model reaches it.
+SEGMENT_SECONDS = 4.0
+SEGMENT_GROWTH = 1.3
+
+
+def segment_bounds(start_ms: int, until_ms: int, workers: int, first_ms: int) -> list[int]:
+    """Start times (ms) of the parts of (start_ms, until_ms] read by separate readers."""
+    bounds, length = [start_ms], max(1, first_ms)
+    while len(bounds) < workers and bounds[-1] + length < until_ms:
+        bounds.append(bounds[-1] + round(length))
+        length *= SEGMENT_GROWTH
+    return bounds
 
 
 def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: float, batch: int,
            workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS) -> int:
     """Feed the frames sampled in (stream's last frame, until_s], in batches; returns how many.
 
-    A long range is cut into segments decoded at once by their own readers (each seeks to its
+    The range is cut into up to `workers` parts, the first `segment_seconds` long and each next
+    one SEGMENT_GROWTH times longer, decoded at once by their own readers (each seeks to its
     start): sample_frames from any start yields exactly the frames a run from 0 yields from
-    there, so the segments joined in order are the frames of the whole range. Boundaries are
-    whole milliseconds, exact as fractions, so no frame falls between two segments.
+    there, so the parts joined in order are the frames of the whole range. Boundaries are
+    whole milliseconds, exact as fractions, so no frame falls between two parts.
     Raises VideoError for an unreadable video.
     """
     last_fed = stream.last_timestamp[0]
     start_ms, until_ms = round(start_s * 1000), round(until_s * 1000)
-    count = max(1, min(workers, (until_ms - start_ms) // max(1, round(segment_seconds * 1000))))
-    bounds = [Fraction(start_ms + (until_ms - start_ms) * i // count, 1000) for i in range(count)] + [None]
-    per_segment = math.ceil((until_s - start_s) / count * fps) + 2
+    starts = segment_bounds(start_ms, until_ms, workers, round(segment_seconds * 1000))
+    # the last reader stops by itself just after until_s (none is cut off mid-read)
+    bounds = [Fraction(ms, 1000) for ms in starts] + [Fraction(until_ms + 1, 1000)]
     readers = [
-        # later segments decode all their frames ahead while the earlier ones are fed
-        sample_frames(uri, fps=fps, size=size, start=bounds[i], end=bounds[i + 1],
-                      prefetch=max(2 * batch, per_segment if i else 0))
-        for i in range(count)
+        # every part decodes all its frames ahead while the earlier ones are fed
+        sample_frames(uri, fps=fps, size=size, start=bounds[i], end=bounds[i + 1], threads=1,
+                      prefetch=max(2 * batch, math.ceil(((starts[i + 1] if i + 1 < len(starts) else until_ms)
+                                                         - starts[i]) / 1000 * fps) + 2))
+        for i in range(len(starts))
     ]
     frames, times, fed = [], [], 0
     try:

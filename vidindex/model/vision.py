@@ -81,6 +81,11 @@ def reset_rotary_buffers(tower: nn.Module, device) -> None:
 
 
 _compiled_block = None
+# Frames per call of the compiled vision forward. Its kernels are compiled for these sizes only
+# (static shapes: the shape-generic kernels ran ~25% slower); a feed of any other count runs as
+# calls of these, the last padded with blank frames. Frames never attend across each other, so
+# padding leaves the real frames' tokens unchanged.
+COMPILED_FRAME_COUNTS = (32, 8)
 
 
 def encode_frames(tower: nn.Module, pixel_values: torch.Tensor, n_frames: int, size: int, vc: VisionConfig,
@@ -89,9 +94,22 @@ def encode_frames(tower: nn.Module, pixel_values: torch.Tensor, n_frames: int, s
 
     `compiled` (CUDA): run each block through torch.compile; eager, the tower's 3420-wide MLP
     matmuls and fp32 norm/rotary passes run at a fraction of what fused kernels reach."""
-    if windows_are_uniform(size, vc):
-        return encode_uniform_windows(tower, pixel_values, n_frames, size, vc, compiled=compiled)
-    return encode_with_tower(tower, pixel_values, n_frames, size, vc)
+    if not windows_are_uniform(size, vc):
+        return encode_with_tower(tower, pixel_values, n_frames, size, vc)
+    if not compiled:
+        return encode_uniform_windows(tower, pixel_values, n_frames, size, vc)
+    per_frame = pixel_values.shape[0] // n_frames
+    big, small = COMPILED_FRAME_COUNTS
+    out, done = [], 0
+    while done < n_frames:
+        left = n_frames - done
+        count = big if left >= big else small
+        part = pixel_values[done * per_frame:(done + min(count, left)) * per_frame]
+        if left < count:
+            part = F.pad(part, (0, 0, 0, (count - left) * per_frame))
+        out.append(encode_uniform_windows(tower, part, count, size, vc, compiled=True)[:left])
+        done += count
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def encode_with_tower(tower: nn.Module, pixel_values: torch.Tensor, n_frames: int, size: int, vc: VisionConfig):
@@ -129,13 +147,13 @@ def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int,
 
     `compiled`: one block function is compiled and serves all blocks (blocks are identical up to
     their weights, which are inputs to the compiled code), so a cold start compiles a block, not
-    the whole tower.
+    the whole tower; once per frame count (see COMPILED_FRAME_COUNTS).
     """
     global _compiled_block
     block_fn = _block
     if compiled:
         if _compiled_block is None:
-            _compiled_block = torch.compile(_block, dynamic=True)
+            _compiled_block = torch.compile(_block, dynamic=False)
         block_fn = _compiled_block
     units, we = _window_units(size, vc)
     nw = units // we

@@ -96,8 +96,8 @@ def stream_as_of(db: str | Store, video: str, at, *, config_id: str | None = Non
                  segment_seconds: float = SEGMENT_SECONDS):
     """(Stream, AsOf): the video's stream state after every sampled frame with timestamp <= at.
 
-    replay_batch frames are fed per forward; a replay longer than segment_seconds is decoded by
-    up to decode_workers readers at once."""
+    replay_batch frames are fed per forward; the replay is decoded by up to decode_workers
+    readers at once, in parts that start segment_seconds long (vidindex.replay)."""
     at_s = parse_at(at)
     store = open_store(db)
     return _stream_as_of(store, resolve_video(store, video, config_id), at_s, device, replay_batch,
