@@ -1,30 +1,51 @@
-"""Replay: feed a stream the frames of a video between two times, decoded by several readers.
+"""Replay: feed a stream the frames of a video between two times, decoded by several processes.
 
 Kept apart from the store so that it runs wherever a model and a video are (benchmarks, GPU
 hosts without the index's dependencies).
+
+Decoding runs in worker processes, not threads: a decoder's Python side (reads, the per-frame
+sampling loop) holds the GIL, and the thread feeding the GPU needs it for every kernel launch;
+with decoder threads, a replay ran ~30% slower than its frames could be fed.
 """
 
 from __future__ import annotations
 
-import math
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 
 import numpy as np
 
 from vidindex.video import sample_frames
 
-# Readers decoding parts of a long replay at once, one per core (GPU hosts have many): decoding,
-# not the model, bounds a long replay of a large video. Each reader decodes single-threaded.
+# Parts of a long replay decoded at once, one process per core (GPU hosts have many): decoding,
+# not the model, bounds a long replay of a large video. Each part decodes single-threaded.
 DECODE_WORKERS = max(1, min(16, os.cpu_count() or 1))
 # The first part is short so the model starts within a fraction of a second; each later part,
-# decoded meanwhile by its own reader, may be longer by the time the model reaches it.
+# decoded meanwhile by its own process, may be longer by the time the model reaches it.
 SEGMENT_SECONDS = 4.0
 SEGMENT_GROWTH = 1.3
 
+_pool: ProcessPoolExecutor | None = None
+
+
+def decode_pool() -> ProcessPoolExecutor:
+    """The process's pool of decoders, started on first use and kept: a later replay in the same
+    process (a service, a notebook) finds its workers warm."""
+    global _pool
+    if _pool is None:
+        try:
+            context = multiprocessing.get_context("forkserver")  # no fork of a process holding CUDA
+            context.set_forkserver_preload(["vidindex.replay"])
+        except ValueError:  # no forkserver on this platform
+            context = multiprocessing.get_context("spawn")
+        _pool = ProcessPoolExecutor(max_workers=DECODE_WORKERS, mp_context=context)
+    return _pool
+
 
 def segment_bounds(start_ms: int, until_ms: int, workers: int, first_ms: int) -> list[int]:
-    """Start times (ms) of the parts of (start_ms, until_ms] read by separate readers."""
+    """Start times (ms) of the parts of (start_ms, until_ms] decoded separately."""
     bounds, length = [start_ms], max(1, first_ms)
     while len(bounds) < workers and bounds[-1] + length < until_ms:
         bounds.append(bounds[-1] + round(length))
@@ -37,7 +58,7 @@ def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: 
     """Feed the frames sampled in (stream's last frame, until_s], in batches; returns how many.
 
     The range is cut into up to `workers` parts, the first `segment_seconds` long and each next
-    one SEGMENT_GROWTH times longer, decoded at once by their own readers (each seeks to its
+    one SEGMENT_GROWTH times longer, decoded at once in worker processes (each seeks to its
     start): sample_frames from any start yields exactly the frames a run from 0 yields from
     there, so the parts joined in order are the frames of the whole range. Boundaries are
     whole milliseconds, exact as fractions, so no frame falls between two parts.
@@ -46,34 +67,37 @@ def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: 
     last_fed = stream.last_timestamp[0]
     start_ms, until_ms = round(start_s * 1000), round(until_s * 1000)
     starts = segment_bounds(start_ms, until_ms, workers, round(segment_seconds * 1000))
-    # the last reader stops by itself just after until_s (none is cut off mid-read)
+    # the last part ends just after until_s: frames past it are never decoded
     bounds = [Fraction(ms, 1000) for ms in starts] + [Fraction(until_ms + 1, 1000)]
-    readers = [
-        # every part decodes all its frames ahead while the earlier ones are fed
-        sample_frames(uri, fps=fps, size=size, start=bounds[i], end=bounds[i + 1], threads=1,
-                      prefetch=max(2 * batch, math.ceil(((starts[i + 1] if i + 1 < len(starts) else until_ms)
-                                                         - starts[i]) / 1000 * fps) + 2))
-        for i in range(len(starts))
-    ]
+    pool = decode_pool()
+    parts = [pool.submit(decode_part, uri, fps, size, bounds[i], bounds[i + 1]) for i in range(len(starts))]
     frames, times, fed = [], [], 0
     try:
-        for reader in readers:
-            for ts, frame in reader:
-                if ts <= last_fed:
+        for part in parts:
+            part_times, part_frames = part.result()
+            for ts, frame in zip(part_times, part_frames):
+                if ts <= last_fed or ts * 1000 > until_ms:
                     continue
-                if ts * 1000 > until_ms:
-                    break
                 frames.append(frame)
                 times.append(ts)
                 if len(frames) == batch:
                     fed += _feed(stream, frames, times)
                     frames, times = [], []
     finally:
-        for reader in readers:
-            reader.close()
+        for part in parts:
+            part.cancel()
     if frames:
         fed += _feed(stream, frames, times)
     return fed
+
+
+def decode_part(uri: str, fps: float, size: int, start: Fraction, end: Fraction):
+    """(timestamps, frames [k, size, size, 3] uint8) sampled in [start, end); runs in a worker."""
+    with sample_frames(uri, fps=fps, size=size, start=start, end=end, threads=1) as reader:
+        items = list(reader)
+    times = [t for t, _ in items]
+    frames = np.stack([f for _, f in items]) if items else np.zeros((0, size, size, 3), np.uint8)
+    return times, frames
 
 
 def _feed(stream, frames, times) -> int:
