@@ -44,6 +44,13 @@ def decode_pool() -> ProcessPoolExecutor:
     return _pool
 
 
+def warm_decoders() -> None:
+    """Start the decoder processes now (in the background), e.g. while a model loads."""
+    pool = decode_pool()
+    for _ in range(DECODE_WORKERS):
+        pool.submit(os.getpid)
+
+
 def segment_bounds(start_ms: int, until_ms: int, workers: int, first_ms: int) -> list[int]:
     """Start times (ms) of the parts of (start_ms, until_ms] decoded separately."""
     bounds, length = [start_ms], max(1, first_ms)

@@ -16,7 +16,7 @@ import torch
 
 from .state import StreamState
 
-GRAPHS_KEPT = 4  # batch sizes with a captured step; each holds one static state per stream
+GRAPHS_KEPT = 8  # batch sizes with a captured step; each holds one static state per stream
 
 
 def eager_step(model, state: StreamState, ids: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from vidindex.query.common import VideoTarget, open_store, parse_seconds, resolv
 from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.models import model_for
 from vidindex.store import SnapshotIntegrityError, Store, StoreError
-from vidindex.replay import DECODE_WORKERS, SEGMENT_SECONDS, replay
+from vidindex.replay import DECODE_WORKERS, SEGMENT_SECONDS, replay, warm_decoders
 from vidindex.timefmt import format_time, from_ms
 from vidindex.video import VideoError
 
@@ -127,23 +127,24 @@ def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device:
             note = f"{format_time(at_s)} is past the end of the video: answering as of the end"
         at_ms = last["t_ms"]
 
+    before = [row for row in snapshots if row["t_ms"] <= at_ms]
+    snapshot = before[-1] if before else None  # None: before the first snapshot, watch from 0
+    ends_here = snapshot is not None and snapshot is last and status == "done"
+    needs_replay = not ends_here and (snapshot is None or at_ms > snapshot["t_ms"])
+    if needs_replay:
+        warm_decoders()  # their start overlaps loading the model and the snapshot
+
     t = time.perf_counter()
     model = model_for(target.config, device)
     timings["load_model_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    before = [row for row in snapshots if row["t_ms"] <= at_ms]
-    snapshot = before[-1] if before else None
-    if snapshot is None:  # before the first snapshot: watch from the start
-        stream = model.new_stream()
-    else:
-        stream = _load_snapshot_stream(store, model, target, snapshot)
+    stream = model.new_stream() if snapshot is None else _load_snapshot_stream(store, model, target, snapshot)
     timings["load_snapshot_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     replayed = 0
-    ends_here = snapshot is not None and snapshot is last and status == "done"
-    if not ends_here and (snapshot is None or at_ms > snapshot["t_ms"]):
+    if needs_replay:
         start = 0.0 if snapshot is None else from_ms(snapshot["t_ms"])
         replayed = _replay(stream, target, start, from_ms(at_ms), replay_batch, decode_workers, segment_seconds)
     timings["replay_s"] = time.perf_counter() - t
