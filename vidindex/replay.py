@@ -13,11 +13,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
 
 import numpy as np
 
-from vidindex.video import sample_frames
+from vidindex.video import CorruptVideo, sample_frames
 
 # Parts of a long replay decoded at once, one process per core (GPU hosts have many): decoding,
 # not the model, bounds a long replay of a large video. Each part decodes single-threaded.
@@ -42,6 +43,13 @@ def decode_pool() -> ProcessPoolExecutor:
             context = multiprocessing.get_context("spawn")
         _pool = ProcessPoolExecutor(max_workers=DECODE_WORKERS, mp_context=context)
     return _pool
+
+
+def _drop_pool() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+    _pool = None
 
 
 def warm_decoders() -> None:
@@ -76,12 +84,19 @@ def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: 
     starts = segment_bounds(start_ms, until_ms, workers, round(segment_seconds * 1000))
     # the last part ends just after until_s: frames past it are never decoded
     bounds = [Fraction(ms, 1000) for ms in starts] + [Fraction(until_ms + 1, 1000)]
-    pool = decode_pool()
-    parts = [pool.submit(decode_part, uri, fps, size, bounds[i], bounds[i + 1]) for i in range(len(starts))]
+    try:
+        parts = _submit_parts(uri, fps, size, bounds)
+    except BrokenProcessPool:  # a worker of an earlier replay died: start fresh ones
+        _drop_pool()
+        parts = _submit_parts(uri, fps, size, bounds)
     frames, times, fed = [], [], 0
     try:
         for part in parts:
-            part_times, part_frames = part.result()
+            try:
+                part_times, part_frames = part.result()
+            except BrokenProcessPool:
+                _drop_pool()  # the next replay starts fresh workers
+                raise CorruptVideo(uri, "a decoder process died while decoding this video") from None
             for ts, frame in zip(part_times, part_frames):
                 if ts <= last_fed or ts * 1000 > until_ms:
                     continue
@@ -96,6 +111,11 @@ def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: 
     if frames:
         fed += _feed(stream, frames, times)
     return fed
+
+
+def _submit_parts(uri, fps, size, bounds):
+    pool = decode_pool()
+    return [pool.submit(decode_part, uri, fps, size, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
 def decode_part(uri: str, fps: float, size: int, start: Fraction, end: Fraction):

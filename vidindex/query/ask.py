@@ -20,8 +20,8 @@ from vidindex.model import SnapshotError
 from vidindex.query.common import VideoTarget, open_store, parse_seconds, resolve_video
 from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.models import model_for
-from vidindex.store import SnapshotIntegrityError, Store, StoreError
 from vidindex.replay import DECODE_WORKERS, SEGMENT_SECONDS, replay, warm_decoders
+from vidindex.store import SnapshotIntegrityError, Store, StoreError
 from vidindex.timefmt import format_time, from_ms
 from vidindex.video import VideoError
 
@@ -97,7 +97,7 @@ def stream_as_of(db: str | Store, video: str, at, *, config_id: str | None = Non
     """(Stream, AsOf): the video's stream state after every sampled frame with timestamp <= at.
 
     replay_batch frames are fed per forward; the replay is decoded by up to decode_workers
-    readers at once, in parts that start segment_seconds long (vidindex.replay)."""
+    processes at once, in parts that start segment_seconds long (vidindex.replay)."""
     at_s = parse_at(at)
     store = open_store(db)
     return _stream_as_of(store, resolve_video(store, video, config_id), at_s, device, replay_batch,

@@ -1,0 +1,60 @@
+"""Replay decodes parts of a range in worker processes and feeds them in order."""
+
+import os
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from vidindex import replay as replay_module
+from vidindex.replay import replay, segment_bounds
+from vidindex.video import VideoNotFound, sample_frames
+
+
+class Recorder:
+    """Takes the place of a model stream: records what it is fed."""
+
+    def __init__(self, last=float("-inf")):
+        self.last_timestamp = [last]
+        self.times, self.frames, self.feeds = [], [], []
+
+    def feed(self, frames, times):
+        self.feeds.append(len(times))
+        self.times += list(times)
+        self.frames += list(frames)
+        self.last_timestamp = [times[-1]]
+
+
+def test_parts_start_short_and_grow():
+    starts = segment_bounds(0, 300_000, 16, 4000)
+    lengths = [b - a for a, b in zip(starts, starts[1:])]
+    assert starts[0] == 0 and lengths[0] == 4000
+    assert all(later > earlier for earlier, later in zip(lengths, lengths[1:]))
+    assert len(starts) <= 16 and starts[-1] < 300_000
+    assert segment_bounds(0, 3000, 16, 4000) == [0]  # a short range is one part
+
+
+def test_replay_in_parts_feeds_the_frames_of_one_reader(make_video):
+    path, _ = make_video("replay_parts.mp4", seconds=12.0)
+    with sample_frames(path, fps=2.0, size=56, start=2.0) as reader:
+        expected = [(t, f) for t, f in reader if t <= 10.25]
+    stream = Recorder(last=expected[0][0] - 1e-3)
+    fed = replay(stream, path, fps=2.0, size=56, start_s=2.0, until_s=10.25, batch=3, workers=4,
+                 segment_seconds=1.0)
+    assert fed == len(expected) == len(stream.times)
+    assert stream.times == [t for t, _ in expected]
+    assert all((a == b).all() for a, (_, b) in zip(stream.frames, expected))
+    assert max(stream.feeds) == 3
+
+
+def test_a_dead_decoder_process_does_not_break_later_replays(make_video):
+    path, _ = make_video("replay_after_crash.mp4", seconds=4.0)
+    broken = replay_module.decode_pool().submit(os._exit, 1)  # a worker dies
+    with pytest.raises(BrokenProcessPool):
+        broken.result(timeout=60)
+    stream = Recorder()
+    assert replay(stream, path, fps=1.0, size=56, start_s=0.0, until_s=3.5, batch=2, workers=2) == 4
+
+
+def test_an_unreadable_video_raises_its_video_error(tmp_path):
+    with pytest.raises(VideoNotFound):
+        replay(Recorder(), str(tmp_path / "missing.mp4"), fps=1.0, size=56, start_s=0.0, until_s=5.0, batch=2)
