@@ -18,14 +18,13 @@ compute ceiling, and decode ms per token eager and as a CUDA graph (tokens must 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 
 import numpy as np
 import torch
-from gpu_timing import cuda_time
+from gpu_timing import Results, cuda_time, synced
 
 from vidindex.model import ModelConfig, Stream
 from vidindex.model.decode import decoder_for, eager_step
@@ -40,31 +39,8 @@ SNAPSHOT_AT = 31.0  # last frame in the snapshot (frames at 0..31 s)
 QUESTION = "What happened?"
 
 
-def synced(fn):
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    out = fn()
-    torch.cuda.synchronize()
-    return out, time.perf_counter() - t
-
-
-class Results(dict):
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-        self.t0 = time.perf_counter()
-
-    def put(self, key, value):
-        self[key] = value
-        print(f"[{time.perf_counter() - self.t0:7.1f}s] {key} = {value}", flush=True)
-        if self.path:
-            with open(self.path, "w") as f:
-                json.dump(self, f, indent=1)
-
-
 def random_frames(n, seed):
     return np.random.default_rng(seed).integers(0, 256, (n, 448, 448, 3), dtype=np.uint8)
-
 
 
 class FrameCounter:

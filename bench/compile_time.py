@@ -10,11 +10,11 @@ a new machine or pod; run it again on the same machine for the warm-cache start.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 import torch
+from gpu_timing import Results, synced
 
 from vidindex.model import ModelConfig
 from vidindex.model.kernels import elementwise, gated_delta, window_attention
@@ -24,14 +24,7 @@ from vidindex.model.vision import encode_frames, preprocess
 
 
 def first_and_second(fn):
-    out = []
-    for _ in range(2):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        out.append(round(time.perf_counter() - t, 3))
-    return out
+    return [round(synced(fn)[1], 3) for _ in range(2)]
 
 
 def main():
@@ -39,15 +32,9 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--tokens", type=int, default=8192)
     args = ap.parse_args()
-    t0 = time.perf_counter()
-    res = {"device": torch.cuda.get_device_name()}
-
-    def put(key, value):
-        res[key] = value
-        print(f"[{time.perf_counter() - t0:7.1f}s] {key} = {value}", flush=True)
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(res, f, indent=1)
+    res = Results(args.out)
+    put = res.put
+    put("device", torch.cuda.get_device_name())
 
     cfg = ModelConfig()
     model = random_model(cfg, "cuda")
@@ -86,7 +73,7 @@ def main():
         put("vision_compiled", first_and_second(lambda: encode_frames(model.visual, px, n, 448, cfg.vision, compiled=True)))
         st = model.new_stream()
         put("feed_after_all_above", first_and_second(lambda: st.feed(frames.numpy(), st.frames_seen[0] + np.arange(n, dtype=np.float64))))
-    put("total_s", time.perf_counter() - t0)
+    put("total_s", time.perf_counter() - res.t0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Timing of GPU work for the bench scripts: warm up once, then the mean of `reps` runs."""
+"""Timing of GPU work for the bench scripts, and the results they print and save."""
 
+import json
 import time
 
 import torch
@@ -14,3 +15,29 @@ def cuda_time(fn, reps: int = 5) -> float:
         fn()
     torch.cuda.synchronize()
     return (time.perf_counter() - start) / reps
+
+
+def synced(fn):
+    """(fn(), seconds) for one call, synchronising the GPU around it (first calls: compiles)."""
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+class Results(dict):
+    """Figures as they come: each printed with the time since start and saved to `path` at once,
+    so a run stopped at its time limit keeps what it measured."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.t0 = time.perf_counter()
+
+    def put(self, key, value):
+        self[key] = value
+        print(f"[{time.perf_counter() - self.t0:7.1f}s] {key} = {value}", flush=True)
+        if self.path:
+            with open(self.path, "w") as f:
+                json.dump(self, f, indent=1)
