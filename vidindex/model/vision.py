@@ -15,6 +15,7 @@ from torch import nn
 
 from .config import VisionConfig
 from .errors import FrameError
+from .float8 import project
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -40,13 +41,22 @@ def frames_to_tensor(frames) -> torch.Tensor:
     return t
 
 
+def frames_to_device(frames: torch.Tensor, device) -> torch.Tensor:
+    """Start copying uint8 frames to the device. To a GPU from page-locked memory, so the copy
+    runs without holding up the host (a pageable copy waits for all queued GPU work first)."""
+    device = torch.device(device)
+    if frames.device == device or device.type != "cuda":
+        return frames.to(device)
+    return frames.pin_memory().to(device, non_blocking=True)
+
+
 def preprocess(frames: torch.Tensor, size: int, vc: VisionConfig, device, dtype) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> pixel_values [N * (size/14)^2, 3 * 2 * 14 * 14].
 
     Rows are patches grouped by 2x2 merge unit in raster order; columns are (channel, time, y, x).
     """
     n = frames.shape[0]
-    x = frames.to(device).permute(0, 3, 1, 2).float()
+    x = frames_to_device(frames, device).permute(0, 3, 1, 2).float()
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
         x = x.round().clamp(0, 255)  # keep the uint8 quantisation a decoded, resized frame has
@@ -179,15 +189,22 @@ def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int,
 
 
 def _block(block: nn.Module, x, cos, sin, groups: int, length: int, heads: int):
-    """One vision block on x [n, P, C], attention within `groups` groups of `length` tokens."""
+    """One vision block on x [n, P, C], attention within `groups` groups of `length` tokens.
+
+    The matmuls run without their biases; each bias is added in the fused pass that follows
+    (rotary, residual, gate), instead of being broadcast into the matmul's output first."""
     n, _, C = x.shape
     hd = C // heads
+    attn, mlp = block.attn, block.mlp
     h = block.norm1(x).view(groups, length, C)
-    q, k, v = block.attn.qkv(h).view(*h.shape[:2], 3, heads, hd).unbind(2)
+    qkv = project(h, attn.qkv) + attn.qkv.bias
+    q, k, v = qkv.view(*h.shape[:2], 3, heads, hd).unbind(2)
     q, k = (_rotate(t, cos, sin) for t in (q, k))
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    x = x + block.attn.proj(out.transpose(1, 2).reshape(n, -1, C))
-    return x + block.mlp(block.norm2(x))
+    x = x + (project(out.transpose(1, 2).reshape(n, -1, C), attn.proj) + attn.proj.bias)
+    h = block.norm2(x)
+    gate = mlp.act_fn(project(h, mlp.gate_proj) + mlp.gate_proj.bias)
+    return x + (project(gate * (project(h, mlp.up_proj) + mlp.up_proj.bias), mlp.down_proj) + mlp.down_proj.bias)
 
 
 def _rotate(t, cos, sin):
