@@ -52,13 +52,6 @@ def _drop_pool() -> None:
     _pool = None
 
 
-def warm_decoders() -> None:
-    """Start the decoder processes now (in the background), e.g. while a model loads."""
-    pool = decode_pool()
-    for _ in range(DECODE_WORKERS):
-        pool.submit(os.getpid)
-
-
 def segment_bounds(start_ms: int, until_ms: int, workers: int, first_ms: int) -> list[int]:
     """Start times (ms) of the parts of (start_ms, until_ms] decoded separately."""
     bounds, length = [start_ms], max(1, first_ms)
@@ -68,49 +61,75 @@ def segment_bounds(start_ms: int, until_ms: int, workers: int, first_ms: int) ->
     return bounds
 
 
-def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: float, batch: int,
-           workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS) -> int:
-    """Feed the frames sampled in (stream's last frame, until_s], in batches; returns how many.
+class Replay:
+    """The sampled frames of (start_s, until_s] of a video, decoding from the moment this is made,
+    to be fed to a stream later: make it before loading the model or the snapshot, and the
+    decoders run meanwhile.
 
     The range is cut into up to `workers` parts, the first `segment_seconds` long and each next
     one SEGMENT_GROWTH times longer, decoded at once in worker processes (each seeks to its
     start): sample_frames from any start yields exactly the frames a run from 0 yields from
     there, so the parts joined in order are the frames of the whole range. Boundaries are
     whole milliseconds, exact as fractions, so no frame falls between two parts.
-    Raises VideoError for an unreadable video.
     """
-    last_fed = stream.last_timestamp[0]
-    start_ms, until_ms = round(start_s * 1000), round(until_s * 1000)
-    starts = segment_bounds(start_ms, until_ms, workers, round(segment_seconds * 1000))
-    # the last part ends just after until_s: frames past it are never decoded
-    bounds = [Fraction(ms, 1000) for ms in starts] + [Fraction(until_ms + 1, 1000)]
-    try:
-        parts = _submit_parts(uri, fps, size, bounds)
-    except BrokenProcessPool:  # a worker of an earlier replay died: start fresh ones
-        _drop_pool()
-        parts = _submit_parts(uri, fps, size, bounds)
-    frames, times, fed = [], [], 0
-    try:
-        for part in parts:
-            try:
-                part_times, part_frames = part.result()
-            except BrokenProcessPool:
-                _drop_pool()  # the next replay starts fresh workers
-                raise CorruptVideo(uri, "a decoder process died while decoding this video") from None
-            for ts, frame in zip(part_times, part_frames):
-                if ts <= last_fed or ts * 1000 > until_ms:
-                    continue
-                frames.append(frame)
-                times.append(ts)
-                if len(frames) == batch:
+
+    def __init__(self, uri: str, *, fps: float, size: int, start_s: float, until_s: float,
+                 workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS):
+        self.uri = uri
+        start_ms, self.until_ms = round(start_s * 1000), round(until_s * 1000)
+        starts = segment_bounds(start_ms, self.until_ms, workers, round(segment_seconds * 1000))
+        # the last part ends just after until_s: frames past it are never decoded
+        bounds = [Fraction(ms, 1000) for ms in starts] + [Fraction(self.until_ms + 1, 1000)]
+        try:
+            self.parts = _submit_parts(uri, fps, size, bounds)
+        except BrokenProcessPool:  # a worker of an earlier replay died: start fresh ones
+            _drop_pool()
+            self.parts = _submit_parts(uri, fps, size, bounds)
+
+    def feed(self, stream, batch: int) -> int:
+        """Feed the frames after the stream's last one, up to `batch` per feed; returns how many.
+        Frames are fed as soon as their part is decoded when the next part is not ready yet,
+        so the model never waits for a full batch. Raises VideoError for an unreadable video."""
+        last_fed = stream.last_timestamp[0]
+        frames, times, fed = [], [], 0
+        try:
+            for i, part in enumerate(self.parts):
+                for ts, frame in zip(*self._result(part)):
+                    if ts <= last_fed or ts * 1000 > self.until_ms:
+                        continue
+                    frames.append(frame)
+                    times.append(ts)
+                    if len(frames) == batch:
+                        fed += _feed(stream, frames, times)
+                        frames, times = [], []
+                following = self.parts[i + 1] if i + 1 < len(self.parts) else None
+                if frames and following is not None and not following.done():
                     fed += _feed(stream, frames, times)
                     frames, times = [], []
-    finally:
-        for part in parts:
+        finally:
+            self.cancel()
+        if frames:
+            fed += _feed(stream, frames, times)
+        return fed
+
+    def cancel(self) -> None:
+        for part in self.parts:
             part.cancel()
-    if frames:
-        fed += _feed(stream, frames, times)
-    return fed
+
+    def _result(self, part):
+        try:
+            return part.result()
+        except BrokenProcessPool:
+            _drop_pool()  # the next replay starts fresh workers
+            raise CorruptVideo(self.uri, "a decoder process died while decoding this video") from None
+
+
+def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: float, batch: int,
+           workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS) -> int:
+    """Feed the frames sampled in (stream's last frame, until_s], in batches; returns how many.
+    See Replay. Raises VideoError for an unreadable video."""
+    return Replay(uri, fps=fps, size=size, start_s=start_s, until_s=until_s, workers=workers,
+                  segment_seconds=segment_seconds).feed(stream, batch)
 
 
 def _submit_parts(uri, fps, size, bounds):

@@ -91,6 +91,22 @@ def test_snapshot_roundtrip_in_memory_filesystem(tiny_model):
     assert_same_state(stream, loaded, atol=0)
 
 
+def test_snapshot_bytes_are_checked_against_their_digest(tiny_model):
+    """from_bytes with a sha256 loads matching bytes, and names the digest (not a parse error)
+    when the bytes were damaged, however the damage would have failed to parse."""
+    import hashlib
+
+    from vidindex.model import SnapshotError, Stream
+
+    stream, _ = feed_in_chunks(tiny_model, make_frames(3), [0.0, 1.0, 2.0], [3])
+    data = stream.to_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    assert_same_state(stream, Stream.from_bytes(tiny_model, data, "a", sha256=digest), atol=0)
+    for damaged in (data[:-1] + bytes([data[-1] ^ 1]), b"\0" * 16 + data[16:]):
+        with pytest.raises(SnapshotError, match="snapshot blob a has sha256 .*, expected " + digest):
+            Stream.from_bytes(tiny_model, damaged, "a", sha256=digest)
+
+
 def test_ask_does_not_change_the_stream(tiny_model):
     stream, _ = feed_in_chunks(tiny_model, make_frames(6), np.arange(6.0), [6])
     before = {k: t.clone() for k, t in stream.state_tensors().items()}

@@ -58,3 +58,22 @@ def test_a_dead_decoder_process_does_not_break_later_replays(make_video):
 def test_an_unreadable_video_raises_its_video_error(tmp_path):
     with pytest.raises(VideoNotFound):
         replay(Recorder(), str(tmp_path / "missing.mp4"), fps=1.0, size=56, start_s=0.0, until_s=5.0, batch=2)
+
+
+def test_a_replay_decodes_before_it_is_fed(make_video):
+    """Decoding starts when the Replay is made (as ask_at does before loading the snapshot).
+    Parts that are ready by the time they are fed join into full batches across part
+    boundaries; only the last feed is short."""
+    from concurrent.futures import wait
+
+    from vidindex.replay import Replay
+
+    path, _ = make_video("replay_ahead.mp4", seconds=12.0)
+    pending = Replay(path, fps=2.0, size=56, start_s=0.0, until_s=10.75, workers=4, segment_seconds=1.0)
+    assert len(pending.parts) == 4
+    wait(pending.parts, timeout=60)
+    assert all(part.done() for part in pending.parts)
+    stream = Recorder()
+    assert pending.feed(stream, batch=5) == 22  # frames at 0.0, 0.5, ..., 10.5
+    assert stream.feeds == [5, 5, 5, 5, 2]
+    assert stream.times == [k / 2 for k in range(22)]

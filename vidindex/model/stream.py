@@ -17,8 +17,10 @@ counts time in whole seconds at an assumed 30 fps instead of using timestamps.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import fsspec
 import numpy as np
@@ -31,7 +33,7 @@ from .decode import decoder_for
 from .errors import FrameError, SnapshotError
 from .prompts import encode, question_text
 from .state import StreamState
-from .vision import frames_to_tensor
+from .vision import frames_to_device, frames_to_tensor
 
 SNAPSHOT_FORMAT = "vidindex-stream/1"
 
@@ -98,6 +100,9 @@ class Stream:
             raise FrameError("timestamps: must be finite seconds >= 0")
         if (ts[:, 1:] <= ts[:, :-1]).any():
             raise FrameError("timestamps: must increase strictly within a feed")
+        # The frames go to the device before the check below waits for the GPU, so their copy
+        # is queued behind the previous feed's work rather than after it.
+        frames = frames_to_device(frames, self.model.device)
         last = self.state.counters["last_timestamp"].cpu()
         if (ts[:, 0] <= last).any():
             raise FrameError(f"timestamps: first new timestamp must come after the last one fed ({last.tolist()})")
@@ -208,7 +213,7 @@ class Stream:
             "model_id": m.model_id,
             "config_hash": m.config.config_hash(),
             "frame_size": m.frame_size,
-            "dtype": str(m.dtype).removeprefix("torch."),
+            "dtype": m.precision,
             "frames_seen": int(one.counters["frames_seen"][0]),
             "last_timestamp": float(one.counters["last_timestamp"][0]),
             "tokens_seen": int(one.counters["tokens_seen"][0]),
@@ -223,7 +228,22 @@ class Stream:
         return len(data)
 
     @classmethod
-    def from_bytes(cls, model, data: bytes, source: str = "<bytes>") -> "Stream":
+    def from_bytes(cls, model, data: bytes, source: str = "<bytes>", sha256: str | None = None) -> "Stream":
+        """The stream saved in `data`. sha256: the digest the bytes must have, checked on a
+        second thread while the tensors load (hashing a 4B model's state takes ~70 ms)."""
+        if sha256 is None:
+            return cls._from_bytes(model, data, source)
+        with ThreadPoolExecutor(1) as pool:
+            digest = pool.submit(lambda: hashlib.sha256(data).hexdigest())
+            try:
+                stream = cls._from_bytes(model, data, source)
+            finally:
+                if digest.result() != sha256:  # damaged bytes: say so rather than how they failed to parse
+                    raise SnapshotError(f"snapshot blob {source} has sha256 {digest.result()}, expected {sha256}")
+        return stream
+
+    @classmethod
+    def _from_bytes(cls, model, data: bytes, source: str) -> "Stream":
         meta = read_snapshot_metadata(data, source)
         if meta.get("config_hash") != model.config.config_hash():
             raise SnapshotError(

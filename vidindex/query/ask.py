@@ -20,7 +20,7 @@ from vidindex.model import SnapshotError
 from vidindex.query.common import VideoTarget, open_store, parse_seconds, resolve_video
 from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.models import model_for
-from vidindex.replay import DECODE_WORKERS, SEGMENT_SECONDS, replay, warm_decoders
+from vidindex.replay import DECODE_WORKERS, SEGMENT_SECONDS, Replay
 from vidindex.store import SnapshotIntegrityError, Store, StoreError
 from vidindex.timefmt import format_time, from_ms
 from vidindex.video import VideoError
@@ -131,23 +131,24 @@ def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device:
     snapshot = before[-1] if before else None  # None: before the first snapshot, watch from 0
     ends_here = snapshot is not None and snapshot is last and status == "done"
     needs_replay = not ends_here and (snapshot is None or at_ms > snapshot["t_ms"])
-    if needs_replay:
-        warm_decoders()  # their start overlaps loading the model and the snapshot
+    start = 0.0 if snapshot is None else from_ms(snapshot["t_ms"])
+    # Decoding starts now and overlaps loading the model and the snapshot.
+    pending = _start_replay(target, start, from_ms(at_ms), decode_workers, segment_seconds) if needs_replay else None
+    try:
+        t = time.perf_counter()
+        model = model_for(target.config, device)
+        timings["load_model_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    model = model_for(target.config, device)
-    timings["load_model_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        stream = model.new_stream() if snapshot is None else _load_snapshot_stream(store, model, target, snapshot)
+        timings["load_snapshot_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    stream = model.new_stream() if snapshot is None else _load_snapshot_stream(store, model, target, snapshot)
-    timings["load_snapshot_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    replayed = 0
-    if needs_replay:
-        start = 0.0 if snapshot is None else from_ms(snapshot["t_ms"])
-        replayed = _replay(stream, target, start, from_ms(at_ms), replay_batch, decode_workers, segment_seconds)
-    timings["replay_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        replayed = 0 if pending is None else _feed_replay(pending, stream, target, start, replay_batch)
+        timings["replay_s"] = time.perf_counter() - t
+    finally:
+        if pending is not None:
+            pending.cancel()
     last_frame = stream.last_timestamp[0]
     as_of = AsOf(
         video_id=target.video_id, config_id=target.config_id, uri=target.uri, at=at_s, as_of=from_ms(at_ms),
@@ -172,8 +173,8 @@ def _load_snapshot_stream(store: Store, model, target: VideoTarget, snapshot: di
 
     at = format_time(from_ms(snapshot["t_ms"]))
     try:
-        data = store.load_snapshot(snapshot)
-        return Stream.from_bytes(model, data, source=snapshot["uri"])
+        data = store.load_snapshot(snapshot, verify=False)  # from_bytes checks the sha256 meanwhile
+        return Stream.from_bytes(model, data, source=snapshot["uri"], sha256=snapshot["sha256"])
     except (SnapshotIntegrityError, SnapshotError) as error:
         raise UnreadableIndexData(
             f"snapshot of video {target.video_id!r} at {at} is unusable: {error}; "
@@ -183,11 +184,14 @@ def _load_snapshot_stream(store: Store, model, target: VideoTarget, snapshot: di
         raise UnreadableIndexData(f"cannot read the snapshot of video {target.video_id!r} at {at}: {error}") from None
 
 
-def _replay(stream, target: VideoTarget, start_s: float, until_s: float, batch: int,
-            workers: int, segment_seconds: float) -> int:
+def _start_replay(target: VideoTarget, start_s: float, until_s: float, workers: int, segment_seconds: float):
     config = target.config
+    return Replay(target.uri, fps=config.sample_fps, size=config.frame_size, start_s=start_s, until_s=until_s,
+                  workers=workers, segment_seconds=segment_seconds)
+
+
+def _feed_replay(pending, stream, target: VideoTarget, start_s: float, batch: int) -> int:
     try:
-        return replay(stream, target.uri, fps=config.sample_fps, size=config.frame_size, start_s=start_s,
-                      until_s=until_s, batch=batch, workers=workers, segment_seconds=segment_seconds)
+        return pending.feed(stream, batch)
     except VideoError as error:
         raise UnreadableIndexData(f"cannot replay video {target.video_id!r} from {format_time(start_s)}: {error}") from None

@@ -237,9 +237,10 @@ class Store:
         snapshots = self.snapshots(video_id, config_id)
         return snapshots[-1] if snapshots else None
 
-    def load_snapshot(self, row: dict) -> bytes:
-        """The blob of a snapshots row, verified against the row's size and sha256."""
-        return read_blob(row["uri"], row["bytes"], row["sha256"], self.fs_options)
+    def load_snapshot(self, row: dict, verify: bool = True) -> bytes:
+        """The blob of a snapshots row, verified against the row's size and sha256 (verify=False:
+        the size only; the caller checks row["sha256"])."""
+        return read_blob(row["uri"], row["bytes"], row["sha256"], self.fs_options, verify=verify)
 
     def latest_loadable_snapshot(self, video_id: str, config_id: str) -> tuple[dict, bytes] | None:
         """The newest snapshot whose blob verifies, with its bytes: where a resume starts.
