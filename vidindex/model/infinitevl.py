@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .float8 import Float8Linear
 from .kernels import Kernels, select_kernels
 from .layers import DecoderLayer, RMSNorm, mrope_cos_sin
 from .state import StreamState
@@ -52,7 +53,15 @@ class InfiniteVL(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of activations and state."""
         return self.model.embed_tokens.weight.dtype
+
+    @property
+    def precision(self) -> str:
+        """"float8" when the linear layers run in float8 (see float8.py), else the dtype's name."""
+        if any(isinstance(m, Float8Linear) for m in self.modules()):
+            return "float8"
+        return str(self.dtype).removeprefix("torch.")
 
     def use_kernels(self, choice: str | None) -> None:
         self.kernels = select_kernels(self.device, choice)

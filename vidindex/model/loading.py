@@ -19,6 +19,7 @@ from safetensors import safe_open
 
 from .config import ModelConfig
 from .errors import CheckpointError
+from .float8 import quantize_float8
 from .infinitevl import InfiniteVL
 from .kernels import select_kernels
 from .prompts import check_special_tokens
@@ -126,10 +127,16 @@ def load_model(
     kernels: str | None = None,
     revision: str | None = None,
 ) -> InfiniteVL:
-    """Load weights, config and tokenizer. Defaults: CUDA + bf16 when a GPU is there, else CPU + fp32."""
+    """Load weights, config and tokenizer. Defaults: CUDA + bf16 when a GPU is there, else CPU + fp32.
+
+    dtype "float8": the linear layers' weights and matmuls in float8 (vidindex.model.float8),
+    everything else in the default dtype."""
     directory = resolve_checkpoint(path_or_hub_id, revision)
     device = torch.device(device) if device is not None else default_device()
-    if isinstance(dtype, str):
+    float8 = dtype == "float8"
+    if float8:
+        dtype = None
+    elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     cfg = ModelConfig.from_json(directory / "config.json")
@@ -155,6 +162,8 @@ def load_model(
     model.to(dtype)
     reset_rotary_buffers(model.visual, device)
     model.requires_grad_(False).eval()
+    if float8:
+        quantize_float8(model)
 
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -167,5 +176,5 @@ def load_model(
     check_special_tokens(model.tokenizer, cfg, str(path_or_hub_id))
     model.model_id = str(path_or_hub_id)
     model.kernels = select_kernels(device, kernels)
-    log.info("loaded %s on %s (%s, kernels %s)", path_or_hub_id, device, dtype, model.kernels.name)
+    log.info("loaded %s on %s (%s, kernels %s)", path_or_hub_id, device, model.precision, model.kernels.name)
     return model

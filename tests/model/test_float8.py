@@ -1,0 +1,109 @@
+"""Float8 linear layers: exact use of their scales, bounded error, and a whole float8 model that
+streams, answers and snapshots like any other (on the CPU, where the float8 matmul also runs)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vidindex.model import Stream, load_model
+from vidindex.model.config import VisionConfig
+from vidindex.model.float8 import FLOAT8, Float8Linear, quantize_float8, quantize_rows
+from vidindex.model.tiny import TINY_FRAME_SIZE
+from vidindex.model.vision import build_vision_tower, encode_uniform_windows, preprocess
+
+from .conftest import make_frames
+
+
+def rel(a, b):
+    return float((a.detach().float() - b.detach().float()).norm() / b.detach().float().norm())
+
+
+@pytest.mark.parametrize("in_f,out_f,bias", [(64, 48, True), (100, 342, True), (256, 512, False)])
+def test_float8_linear_is_the_product_of_its_quantized_operands(in_f, out_f, bias):
+    """Sides that are not multiples of 16 are padded; the result is exactly the product of the
+    per-row quantized input and the per-channel quantized weight, and within float8's
+    precision of the original layer."""
+    torch.manual_seed(0)
+    layer = nn.Linear(in_f, out_f, bias=bias)
+    f8 = Float8Linear(layer)
+    assert f8.weight.dtype == FLOAT8 and f8.weight.shape[0] % 16 == 0 and f8.weight.shape[1] % 16 == 0
+    x = torch.randn(3, 7, in_f)
+    got = f8(x)
+    assert got.shape == (3, 7, out_f)
+    x8, scale = quantize_rows(x.reshape(-1, in_f))
+    exact = (x8.float() * scale) @ f8.dequantized_weight().T
+    if bias:
+        exact = exact + layer.bias
+    torch.testing.assert_close(got.reshape(-1, out_f), exact, atol=1e-5, rtol=1e-5)
+    assert rel(got, layer(x)) < 0.06  # e4m3 keeps 3 mantissa bits: a few % per product
+
+
+def test_quantize_rows_scales_each_row_to_the_float8_range():
+    x = torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0], [1000.0, 3.0, -7.0]])
+    q, scale = quantize_rows(x)
+    assert q.dtype == FLOAT8
+    assert torch.equal(q.float().abs().amax(-1), torch.tensor([448.0, 0.0, 448.0]))
+    assert torch.equal(q[1].float(), torch.zeros(3))  # an all-zero row stays zero, no NaN
+    torch.testing.assert_close(q.float() * scale, x, rtol=0.07, atol=0)
+
+
+def test_quantize_float8_keeps_the_gate_projections():
+    layer = nn.Module()
+    layer.q_proj, layer.a_proj, layer.b_proj = nn.Linear(32, 32), nn.Linear(32, 4), nn.Linear(32, 4)
+    layer.seq = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32))
+    quantize_float8(layer)
+    assert isinstance(layer.q_proj, Float8Linear)
+    assert isinstance(layer.seq[0], Float8Linear) and isinstance(layer.seq[2], Float8Linear)
+    assert type(layer.a_proj) is nn.Linear and type(layer.b_proj) is nn.Linear
+
+
+def load_model_float8(checkpoint):
+    return load_model(checkpoint, device="cpu", dtype="float8", frame_size=TINY_FRAME_SIZE)
+
+
+def test_float8_vision_tower_stays_close_to_the_float_tower():
+    vc = VisionConfig(depth=4, hidden_size=64, num_heads=2, intermediate_size=120, fullatt_block_indexes=(1,),
+                      out_hidden_size=48)
+    torch.manual_seed(0)
+    tower = build_vision_tower(vc).eval()
+    frames = torch.randint(0, 256, (2, 112, 112, 3), dtype=torch.uint8)
+    pixels = preprocess(frames, 112, vc, "cpu", torch.float32)
+    with torch.no_grad():
+        ref = encode_uniform_windows(tower, pixels, 2, 112, vc)
+        quantize_float8(tower)
+        got = encode_uniform_windows(tower, pixels, 2, 112, vc)
+    assert isinstance(tower.blocks[0].mlp.gate_proj, Float8Linear)
+    assert rel(got, ref) < 0.1
+
+
+def test_float8_model_streams_answers_and_resumes_exactly(tmp_path, tiny_checkpoint, tiny_model):
+    """Loaded with dtype "float8": its logits stay near the fp32 model's, its snapshots say
+    float8, and save / load / continue equals never stopping (the snapshot invariant)."""
+    model = load_model_float8(tiny_checkpoint)
+    assert model.precision == "float8" and tiny_model.precision == "float32"
+    assert model.dtype == torch.float32  # activations and state keep the CPU default
+    n_float8 = sum(isinstance(m, Float8Linear) for m in model.modules())
+    n_linear = sum(type(m) is nn.Linear for m in tiny_model.modules())
+    assert n_float8 == n_linear - 2 * sum(not layer.is_attention for layer in model.model.layers)
+
+    frames, times = make_frames(6, seed=3), np.arange(6, dtype=np.float64)
+    ref, s8 = tiny_model.new_stream(), model.new_stream()
+    ref_logits, logits = ref.feed(frames[:4], times[:4]), s8.feed(frames[:4], times[:4])
+    # A random tiny model amplifies rounding (bf16 is 0.14 off here, float8 about 0.67); a
+    # wrong scale or layout would be off by far more than 1.
+    assert rel(logits, ref_logits) < 0.8
+    assert isinstance(s8.ask("What is happening?", max_new_tokens=6), str)
+
+    uri = str(tmp_path / "f8.safetensors")
+    s8.save(uri)
+    resumed = Stream.load(model, uri)
+    assert resumed.to_bytes() == s8.to_bytes()
+    from vidindex.model import read_snapshot_metadata
+
+    assert read_snapshot_metadata(s8.to_bytes())["dtype"] == "float8"
+    a = s8.feed(frames[4:], times[4:])
+    b = resumed.feed(frames[4:], times[4:])
+    assert torch.equal(a, b)
+    for name, t in s8.state_tensors().items():
+        assert torch.equal(t, resumed.state_tensors()[name]), name
