@@ -1,23 +1,28 @@
-"""Ask-as-of-T latency of the 4B-shaped model on one GPU, end to end from files.
+"""Ask-as-of-T latency of the 4B-shaped model on one GPU, end to end from files, in bf16 and
+with float8 linear layers.
 
-    python bench/ask_latency.py --video replay.mp4 [--out results.json] [--profile prof.txt]
+    python bench/ask_latency.py --video replay.mp4 [--out results.json] [--profile prefix]
 
 The video must be at least 335 s long; if the file does not exist, a synthetic one is written
-there (448x448, 30 fps, H.264, noise-textured so it is not trivially cheap to decode). A snapshot is taken after the video's first 32 s (1 fps,
-448x448) and written to disk as safetensors; then "ask as of T" is timed the way `vidindex ask`
-runs it: load the snapshot file, decode and feed every sampled frame up to T from the video file
-(several readers at once), ask a question on a branch (16 new tokens). T = snapshot + 299.5 s is
-the worst case of a 5-minute snapshot interval (299 frames), T = snapshot + 150 s the median.
-Only the index lookups are left out (LanceDB, milliseconds; the model is random, bf16).
+there (448x448, 30 fps, H.264, noise-textured so it is not trivially cheap to decode). For
+each precision (random weights, same seed) a snapshot is taken after the video's first 32 s
+(1 fps, 448x448) and written to disk as safetensors; then "ask as of T" is timed the way
+`vidindex ask` runs it: start the decoders, load the snapshot file (its sha256 checked
+meanwhile), feed every sampled frame up to T as it is decoded (several readers at once), ask a
+question on a branch (16 new tokens). T = snapshot + 299.5 s is the worst case of a 5-minute
+snapshot interval (299 frames), T = snapshot + 150 s the median. Only the index lookups are
+left out (LanceDB, milliseconds).
 
 Also printed: the first feed and first ask of a fresh process (compilation, unless the compile
-caches are warm), steady feed frames/s at 32 and 64 frames per feed with the share of the
-compute ceiling, and decode ms per token eager and as a CUDA graph (tokens must be identical).
+caches are warm), steady feed frames/s at 32 and 64 frames per feed with the share of the bf16
+compute ceiling, decode ms per token eager and as a CUDA graph (tokens must be identical), and
+how far float8's logits and answer are from bf16's.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import tempfile
 import time
@@ -28,9 +33,10 @@ from gpu_timing import Results, cuda_time, synced
 
 from vidindex.model import ModelConfig, Stream
 from vidindex.model.decode import decoder_for, eager_step
+from vidindex.model.float8 import quantize_float8
 from vidindex.model.prompts import encode, question_text
 from vidindex.model.tiny import random_model
-from vidindex.replay import replay
+from vidindex.replay import Replay, replay
 from vidindex.video import sample_frames
 
 FLOP_PER_FRAME = 3.29e12
@@ -53,7 +59,7 @@ class FrameCounter:
         self.last_timestamp = [times[-1]]
 
 
-def decode_both(model, s, res):
+def decode_both(model, s, res, label):
     ids = encode(model.tokenizer, question_text(QUESTION))
     branch = s.state.select([0])
     logits0 = s._prefill_each([0], [ids], state=branch)
@@ -62,7 +68,7 @@ def decode_both(model, s, res):
         state = branch.clone()
         (step, dt) = synced(lambda: decoder_for(model, state) if name == "graph" else
                             (lambda x: eager_step(model, state, x)))
-        res.put(f"decode_setup_{name}_s", dt)
+        res.put(f"{label}.decode_setup_{name}_s", dt)
         logits, tokens, all_logits = logits0, [], []
         torch.cuda.synchronize()
         t = time.perf_counter()
@@ -72,10 +78,10 @@ def decode_both(model, s, res):
             logits = step(nxt)
             all_logits.append(logits.clone())
         torch.cuda.synchronize()
-        res.put(f"decode_ms_per_token_{name}", (time.perf_counter() - t) / 32 * 1e3)
+        res.put(f"{label}.decode_ms_per_token_{name}", (time.perf_counter() - t) / 32 * 1e3)
         runs[name] = (tokens, torch.stack(all_logits))
-    res.put("decode_graph_tokens_equal", runs["eager"][0] == runs["graph"][0])
-    res.put("decode_graph_logits_max_abs_diff", float((runs["eager"][1] - runs["graph"][1]).abs().max()))
+    res.put(f"{label}.decode_graph_tokens_equal", runs["eager"][0] == runs["graph"][0])
+    res.put(f"{label}.decode_graph_logits_max_abs_diff", float((runs["eager"][1] - runs["graph"][1]).abs().max()))
 
 
 def profile_feed(model, path):
@@ -105,12 +111,84 @@ def profile_feed(model, path):
                 fh.write("\n")
 
 
+def ask_as_of(model, snapshot, snapshot_sha256, video, ahead, phases):
+    """ask_at's model-side path: decoders start first, the snapshot loads (its sha256 checked
+    meanwhile), the frames up to T are fed, the question is asked."""
+    t0 = time.perf_counter()
+    pending = Replay(video, fps=1.0, size=448, start_s=SNAPSHOT_AT, until_s=SNAPSHOT_AT + ahead)
+    with open(snapshot, "rb") as f:
+        data = f.read()
+    st = Stream.from_bytes(model, data, snapshot, sha256=snapshot_sha256)
+    torch.cuda.synchronize()
+    phases["load_snapshot_s"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    phases["frames_replayed"] = pending.feed(st, batch=32)
+    torch.cuda.synchronize()
+    phases["replay_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    out = st.ask(QUESTION, max_new_tokens=16)
+    torch.cuda.synchronize()
+    phases["ask_s"] = time.perf_counter() - t
+    return out
+
+
+def measure(model, label, args, res, first):
+    """Everything for one model: first calls, snapshot, steady feeding, decode, ask as of T."""
+    put = lambda key, value: res.put(f"{label}.{key}", value)  # noqa: E731
+    put("precision", model.precision)
+    # A fresh process: first feed and first ask pay for compiling (cold caches) or loading them.
+    s = model.new_stream()
+    logits, dt = synced(lambda: s.feed(np.stack([f for _, f in first]), [t for t, _ in first]))
+    put("first_feed_32_frames_s", dt)
+    _, dt = synced(lambda: s.ask(QUESTION, max_new_tokens=16))
+    put("first_ask_16_tokens_s", dt)
+    answer, dt = synced(lambda: s.ask(QUESTION, max_new_tokens=16))
+    put("second_ask_16_tokens_s", dt)
+    snapshot = os.path.join(tempfile.mkdtemp(), "snap.safetensors")
+    _, dt = synced(lambda: s.save(snapshot))
+    put("snapshot_save_s", dt)
+    put("snapshot_mb", os.path.getsize(snapshot) / 1e6)
+    with open(snapshot, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+
+    for per_feed in [int(b) for b in args.batches.split(",")]:
+        st = model.new_stream()
+        f = random_frames(per_feed, 1)
+        clock = [0.0]
+
+        def step():
+            st.feed(f, clock[0] + np.arange(per_feed, dtype=np.float64))
+            clock[0] += per_feed
+
+        _, dt = synced(step)
+        put(f"first_feed_{per_feed}_per_feed_s", dt)
+        dt = cuda_time(step, reps=4)
+        put(f"feed_fps_{per_feed}_per_feed", per_feed / dt)
+        put(f"feed_share_of_ceiling_{per_feed}_per_feed", per_feed / dt * FLOP_PER_FRAME / PEAK_FLOPS)
+
+    with torch.inference_mode():
+        decode_both(model, s, res, label)
+
+    for name, ahead in (("worst", 299.5), ("median", 150.0)):
+        for rep in range(2):
+            phases = {}
+            _, dt = synced(lambda: ask_as_of(model, snapshot, digest, args.video, ahead, phases))
+            phases["total_s"] = dt
+            put(f"ask_at_T_{name}_rep{rep}", phases)
+    if args.profile:
+        path = f"{args.profile}-{label}.txt"
+        profile_feed(model, path)
+        put("profile_written", path)
+    return logits, answer
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--video", required=True)
     ap.add_argument("--out")
-    ap.add_argument("--profile")
+    ap.add_argument("--profile", help="path prefix for the kernel tables of a 64-frame feed")
     ap.add_argument("--batches", default="32,64")
+    ap.add_argument("--precisions", default="bfloat16,float8")
     args = ap.parse_args()
     res = Results(args.out)
     res.put("device", torch.cuda.get_device_name())
@@ -122,45 +200,8 @@ def main():
         write_video(args.video, 335, fps=30, width=448, height=448, gop=60, texture=True)
         res.put("video_write_s", time.perf_counter() - t)
     res.put("video_mb", os.path.getsize(args.video) / 1e6)
-
-    (model, dt) = synced(lambda: random_model(ModelConfig(), "cuda"))
-    res.put("model_build_s", dt)
-    res.put("kernels", model.kernels.name)
-
-    # A fresh process: first feed and first ask pay for compiling (cold caches) or loading them.
     with sample_frames(args.video, fps=1.0, size=448, end=SNAPSHOT_AT + 0.5) as reader:
         first = list(reader)
-    s = model.new_stream()
-    _, dt = synced(lambda: s.feed(np.stack([f for _, f in first]), [t for t, _ in first]))
-    res.put("first_feed_32_frames_s", dt)
-    _, dt = synced(lambda: s.ask(QUESTION, max_new_tokens=16))
-    res.put("first_ask_16_tokens_s", dt)
-    answer, dt = synced(lambda: s.ask(QUESTION, max_new_tokens=16))
-    res.put("second_ask_16_tokens_s", dt)
-    snapshot = os.path.join(tempfile.mkdtemp(), "snap.safetensors")
-    _, dt = synced(lambda: s.save(snapshot))
-    res.put("snapshot_save_s", dt)
-    res.put("snapshot_mb", os.path.getsize(snapshot) / 1e6)
-
-    # Steady feeding.
-    for per_feed in [int(b) for b in args.batches.split(",")]:
-        st = model.new_stream()
-        f = random_frames(per_feed, 1)
-        clock = [0.0]
-
-        def step():
-            st.feed(f, clock[0] + np.arange(per_feed, dtype=np.float64))
-            clock[0] += per_feed
-
-        _, dt = synced(step)
-        res.put(f"first_feed_{per_feed}_per_feed_s", dt)
-        dt = cuda_time(step, reps=4)
-        res.put(f"feed_fps_{per_feed}_per_feed", per_feed / dt)
-        res.put(f"feed_share_of_ceiling_{per_feed}_per_feed", per_feed / dt * FLOP_PER_FRAME / PEAK_FLOPS)
-
-    # Decode: eager vs CUDA graph from the same branch.
-    with torch.inference_mode():
-        decode_both(model, s, res)
 
     # Decoding alone: the replay's readers with a stream that only counts frames.
     for rep in range(2):
@@ -169,35 +210,22 @@ def main():
                                       until_s=SNAPSHOT_AT + 299.5, batch=32))
         res.put(f"replay_decode_only_299_s_rep{rep}", {"s": dt, "frames": n})
 
-    # Ask as of T, end to end from files.
-    for label, ahead in (("worst", 299.5), ("median", 150.0)):
-        for rep in range(2):
-            phases = {}
+    outputs = {}
+    for precision in args.precisions.split(","):
+        (model, dt) = synced(lambda: random_model(ModelConfig(), "cuda"))  # same seed: same weights
+        if precision == "float8":
+            quantize_float8(model)
+        res.put(f"{precision}.model_build_s", dt)
+        res.put(f"{precision}.kernels", model.kernels.name)
+        outputs[precision] = measure(model, precision, args, res, first)
+        del model
+        torch.cuda.empty_cache()
+    if "bfloat16" in outputs and "float8" in outputs:
+        (ref, ref_answer), (got, answer) = outputs["bfloat16"], outputs["float8"]
+        res.put("float8_vs_bfloat16_logits_rel", float((got - ref).norm() / ref.norm()))
+        res.put("float8_vs_bfloat16_same_argmax", bool((got.argmax(-1) == ref.argmax(-1)).all()))
+        res.put("float8_vs_bfloat16_same_answer", answer == ref_answer)
 
-            def ask_at():
-                t = time.perf_counter()
-                st = Stream.load(model, snapshot)
-                torch.cuda.synchronize()
-                phases["load_snapshot_s"] = time.perf_counter() - t
-                t = time.perf_counter()
-                n = replay(st, args.video, fps=1.0, size=448, start_s=SNAPSHOT_AT, until_s=SNAPSHOT_AT + ahead,
-                           batch=32)
-                torch.cuda.synchronize()
-                phases["replay_s"] = time.perf_counter() - t
-                phases["frames_replayed"] = n
-                t = time.perf_counter()
-                out = st.ask(QUESTION, max_new_tokens=16)
-                torch.cuda.synchronize()
-                phases["ask_s"] = time.perf_counter() - t
-                return out
-
-            _, dt = synced(ask_at)
-            phases["total_s"] = dt
-            res.put(f"ask_at_T_{label}_rep{rep}", phases)
-
-    if args.profile:
-        profile_feed(model, args.profile)
-        res.put("profile_written", args.profile)
 
 if __name__ == "__main__":
     main()
