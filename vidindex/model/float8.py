@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import compiled_fn
+
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max
 ALIGN = 16
@@ -34,17 +36,11 @@ def quantize_rows(x: torch.Tensor, pad: int = 0):
     return (xf / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8), scale
 
 
-_compiled_quantize = None
-
-
 def _quantize(x: torch.Tensor, pad: int):
     """quantize_rows as one fused pass on a GPU (eager it takes five)."""
-    global _compiled_quantize
     if not x.is_cuda or torch.compiler.is_compiling():  # inside a compiled region it fuses anyway
         return quantize_rows(x, pad)
-    if _compiled_quantize is None:
-        _compiled_quantize = torch.compile(quantize_rows, dynamic=True)
-    return _compiled_quantize(x, pad)
+    return compiled_fn(quantize_rows)(x, pad)
 
 
 def _padding(n: int) -> int:

@@ -20,10 +20,10 @@ from . import elementwise, gated_delta, window_attention
 _compiled: dict = {}
 
 
-def _compiled_fn(fn):
-    """torch.compile once per function, shape-generic from the start: token counts vary with
-    frames per feed, questions and decode steps, and per-shape recompiles would exhaust
-    dynamo's recompile limit and fall back to eager."""
+def compiled_fn(fn):
+    """fn through torch.compile, compiled once per function, shape-generic from the start: token
+    counts vary with frames per feed, questions and decode steps, and per-shape recompiles would
+    exhaust dynamo's recompile limit and fall back to eager."""
     if fn not in _compiled:
         _compiled[fn] = torch.compile(fn, dynamic=True)
     return _compiled[fn]
@@ -50,15 +50,15 @@ class Kernels:
         return gated_delta.chunked_reference(q, k, v, g, beta, state)
 
     def rms_norm(self, x, weight, eps: float):
-        fn = _compiled_fn(elementwise.rms_norm) if self.name == "fast" else elementwise.rms_norm
+        fn = compiled_fn(elementwise.rms_norm) if self.name == "fast" else elementwise.rms_norm
         return fn(x, weight, eps)
 
     def gated_rms_norm(self, o, gate, weight, eps: float, out_dtype):
-        fn = _compiled_fn(elementwise.gated_rms_norm) if self.name == "fast" else elementwise.gated_rms_norm
+        fn = compiled_fn(elementwise.gated_rms_norm) if self.name == "fast" else elementwise.gated_rms_norm
         return fn(o, gate, weight, eps, out_dtype)
 
     def silu_mul(self, a, b):
-        return (_compiled_fn(elementwise.silu_mul) if self.name == "fast" else elementwise.silu_mul)(a, b)
+        return (compiled_fn(elementwise.silu_mul) if self.name == "fast" else elementwise.silu_mul)(a, b)
 
     def short_conv(self, u, weight, conv_state):
         if self.name == "fast":
