@@ -20,9 +20,10 @@ import numpy as np
 
 from vidindex.video import CorruptVideo, sample_frames
 
-# Parts of a long replay decoded at once, one process per core (GPU hosts have many): decoding,
-# not the model, bounds a long replay of a large video. Each part decodes single-threaded.
-DECODE_WORKERS = max(1, min(16, os.cpu_count() or 1))
+# Parts of a long replay decoded at once, one process per core but one (GPU hosts have many):
+# decoding, not the model, bounds a long replay of a large video. Each part decodes
+# single-threaded. The core left over is for the thread feeding the GPU and loading the snapshot.
+DECODE_WORKERS = max(1, min(16, (os.cpu_count() or 2) - 1))
 # The first part is short so the model starts within a fraction of a second; each later part,
 # decoded meanwhile by its own process, may be longer by the time the model reaches it.
 SEGMENT_SECONDS = 4.0

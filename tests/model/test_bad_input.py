@@ -51,6 +51,52 @@ def test_corrupt_snapshot(tiny_model, tmp_path):
         tiny_model.load_stream(str(tmp_path / "missing.safetensors"))
 
 
+def rewrite_header(data: bytes, edit) -> bytes:
+    """Snapshot bytes with edit(header) applied to their safetensors JSON header."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data[8 + n:]
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda h: h["kv_len"].update(data_offsets=[0, 10 ** 9]), "corrupt snapshot \\(kv_len: .*outside"),
+    (lambda h: h["kv_len"].update(dtype="Q7"), "corrupt snapshot \\(kv_len: KeyError"),
+    (lambda h: h["kv_len"].update(shape=[2]), "corrupt snapshot \\(kv_len: .*bytes for shape \\[2\\]"),
+    (lambda h: h.pop("kv_len"), "state tensors do not match the model \\(missing \\['kv_len'\\]"),
+    (lambda h: h.update(extra=h["kv_len"]), "state tensors .*unexpected \\['extra'\\]"),
+])
+def test_snapshot_with_a_damaged_header(tiny_model, edit, match):
+    """Each tensor's entry is checked against the bytes and the model before anything is copied."""
+    from vidindex.model import Stream
+
+    stream = tiny_model.new_stream()
+    stream.feed(make_frames(2), [0.0, 1.0])
+    with pytest.raises(SnapshotError, match="s: " + match):
+        Stream.from_bytes(tiny_model, rewrite_header(stream.to_bytes(), edit), "s")
+
+
+def test_a_snapshot_loads_whatever_the_alignment_of_its_tensors(tiny_model):
+    """Tensor bytes at offsets that are not a multiple of their item size still load exactly."""
+    from vidindex.model import Stream
+
+    stream = tiny_model.new_stream()
+    stream.feed(make_frames(2), [0.0, 1.0])
+    data = stream.to_bytes()
+
+    def shift(header):  # one padding byte before all tensor bytes: every offset becomes odd
+        for name, info in header.items():
+            if name != "__metadata__":
+                info["data_offsets"] = [o + 1 for o in info["data_offsets"]]
+
+    n = int.from_bytes(data[:8], "little")
+    shifted = rewrite_header(data[:8 + n] + b"\0" + data[8 + n:], shift)
+    loaded = Stream.from_bytes(tiny_model, shifted, "s")
+    for name, t in stream.state_tensors().items():
+        assert torch.equal(loaded.state_tensors()[name], t), name
+
+
 def test_snapshot_from_another_config(tiny_model, tmp_path):
     d = write_tiny_checkpoint(tmp_path / "other")
     cfg = json.loads((d / "config.json").read_text())

@@ -102,9 +102,15 @@ def test_snapshot_bytes_are_checked_against_their_digest(tiny_model):
     data = stream.to_bytes()
     digest = hashlib.sha256(data).hexdigest()
     assert_same_state(stream, Stream.from_bytes(tiny_model, data, "a", sha256=digest), atol=0)
-    for damaged in (data[:-1] + bytes([data[-1] ^ 1]), b"\0" * 16 + data[16:]):
-        with pytest.raises(SnapshotError, match="snapshot blob a has sha256 .*, expected " + digest):
-            Stream.from_bytes(tiny_model, damaged, "a", sha256=digest)
+    mismatch = "snapshot blob a has sha256 .*, expected " + digest
+    with pytest.raises(SnapshotError, match=mismatch):  # fails to parse: reported at once
+        Stream.from_bytes(tiny_model, b"\0" * 16 + data[16:], "a", sha256=digest)
+    # A flipped bit in a tensor parses; the stream takes frames, but gives nothing out unchecked.
+    damaged = Stream.from_bytes(tiny_model, data[:-1] + bytes([data[-1] ^ 1]), "a", sha256=digest)
+    damaged.feed(make_frames(1, seed=5), [3.0])
+    for output in (damaged.verify, lambda: damaged.ask("What?"), damaged.to_bytes, damaged.split):
+        with pytest.raises(SnapshotError, match=mismatch):
+            output()
 
 
 def test_ask_does_not_change_the_stream(tiny_model):

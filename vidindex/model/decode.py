@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 import torch
 
+from .graphs import capture
 from .state import StreamState
 
 GRAPHS_KEPT = 8  # batch sizes with a captured step; each holds one static state per stream
@@ -32,15 +33,7 @@ class GraphedStep:
     def __init__(self, model, batch: int):
         self.state = model.new_state(batch)
         self.ids = torch.zeros(batch, dtype=torch.long, device=model.device)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # compile, autotune and allocate before capturing
-            for _ in range(2):
-                eager_step(model, self.state, self.ids)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = eager_step(model, self.state, self.ids)
+        self.graph, self.logits = capture(lambda: eager_step(model, self.state, self.ids))
 
     def load(self, state: StreamState) -> None:
         """Continue from `state` (copied in; `state` itself is not changed by later steps)."""

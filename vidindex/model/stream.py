@@ -20,17 +20,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import fsspec
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .decode import decoder_for
 from .errors import FrameError, SnapshotError
+from .graphs import forward_tokens
 from .prompts import encode, question_text
 from .state import StreamState
 from .vision import frames_to_device, frames_to_tensor
@@ -42,6 +42,7 @@ class Stream:
     def __init__(self, model, state: StreamState):
         self.model = model
         self.state = state
+        self._digest_check = None  # set by from_bytes(sha256=...) until verify() passes
 
     @property
     def batch_size(self) -> int:
@@ -69,12 +70,18 @@ class Stream:
         B = self.batch_size
         frames, ts = self._check_inputs(frames, timestamps)
         n = ts.shape[1]
-        self._open_vision_spans()
         m = self.model
+        # The vision tower needs no state: its work is queued before the check below waits for
+        # the previous feed, so the GPU goes on to it without a gap.
         embeds = m.embed_frames(frames.reshape(B * n, *frames.shape[2:]))
+        last = self.state.counters["last_timestamp"].cpu()
+        if (ts[:, 0] <= last).any():
+            raise FrameError(f"timestamps: first new timestamp must come after the last one fed ({last.tolist()})")
+        ts = ts.to(m.device)
+        self._open_vision_spans()
         embeds = embeds.reshape(B, n * m.tokens_per_frame, -1)
         positions = self._frame_positions(ts)
-        logits = m.forward_embeds(embeds, positions, self.state)
+        logits = forward_tokens(m, embeds, positions, self.state)
         c = self.state.counters
         c["next_pos"].copy_(torch.maximum(c["next_pos"], positions.amax(dim=(0, 2)) + 1))
         c["frames_seen"].add_(n)
@@ -82,6 +89,8 @@ class Stream:
         return logits
 
     def _check_inputs(self, frames, timestamps):
+        """Checked (uint8 frames [B, N, H, W, 3] on their way to the device, float64 timestamps
+        [B, N] on the host)."""
         B = self.batch_size
         if B == 1:
             frames = frames_to_tensor(frames)[None]
@@ -100,13 +109,9 @@ class Stream:
             raise FrameError("timestamps: must be finite seconds >= 0")
         if (ts[:, 1:] <= ts[:, :-1]).any():
             raise FrameError("timestamps: must increase strictly within a feed")
-        # The frames go to the device before the check below waits for the GPU, so their copy
-        # is queued behind the previous feed's work rather than after it.
-        frames = frames_to_device(frames, self.model.device)
-        last = self.state.counters["last_timestamp"].cpu()
-        if (ts[:, 0] <= last).any():
-            raise FrameError(f"timestamps: first new timestamp must come after the last one fed ({last.tolist()})")
-        return frames, ts.to(self.model.device)
+        # The frames go to the device before the check of the last timestamp waits for the GPU,
+        # so their copy is queued behind the previous feed's work rather than after it.
+        return frames_to_device(frames, self.model.device), ts
 
     def _frame_positions(self, ts: torch.Tensor) -> torch.Tensor:
         """[3, B, N * tokens_per_frame] positions for frames at times ts [B, N]."""
@@ -148,7 +153,7 @@ class Stream:
             ids = torch.tensor([token_lists[k] for k in members], device=m.device)
             start = sub.counters["next_pos"]
             pos = start[:, None] + torch.arange(length, device=m.device)[None]
-            out = m.forward_embeds(m.embed_tokens(ids), pos[None].expand(3, -1, -1), sub)
+            out = forward_tokens(m, m.embed_tokens(ids), pos[None].expand(3, -1, -1), sub)
             sub.counters["next_pos"].add_(length)
             if sub is not state:
                 state.assign(slots, sub)
@@ -162,6 +167,7 @@ class Stream:
 
         One question (str) for all streams, or a list with one per stream; `index` limits the
         asking to those streams (the list then has one question per index)."""
+        self.verify()
         index = list(range(self.batch_size)) if index is None else list(index)
         questions = [question] * len(index) if isinstance(question, str) else list(question)
         if len(questions) != len(index):
@@ -198,14 +204,18 @@ class Stream:
 
     # Snapshots --------------------------------------------------------------------------
     def split(self) -> list["Stream"]:
+        self.verify()
         return [Stream(self.model, self.state.select([i])) for i in range(self.batch_size)]
 
     @classmethod
     def stack(cls, streams: list["Stream"]) -> "Stream":
+        for s in streams:
+            s.verify()
         return cls(streams[0].model, StreamState.cat(s.state for s in streams))
 
     def to_bytes(self, index: int = 0) -> bytes:
         """safetensors bytes of one stream's state, with metadata to check it against a model."""
+        self.verify()
         one = self.state if self.batch_size == 1 else self.state.select([index])
         m = self.model
         meta = {
@@ -229,18 +239,29 @@ class Stream:
 
     @classmethod
     def from_bytes(cls, model, data: bytes, source: str = "<bytes>", sha256: str | None = None) -> "Stream":
-        """The stream saved in `data`. sha256: the digest the bytes must have, checked on a
-        second thread while the tensors load (hashing a 4B model's state takes ~70 ms)."""
+        """The stream saved in `data`. sha256: the digest the bytes must have. Hashing a 4B
+        model's state takes ~70 ms, so it runs on a second thread while the tensors load and
+        the stream is fed; `verify()` waits for it, and nothing comes out of the stream (answers,
+        snapshots, split streams) before it passed. Bytes that fail to parse are reported as a
+        digest mismatch when they have one."""
         if sha256 is None:
             return cls._from_bytes(model, data, source)
-        with ThreadPoolExecutor(1) as pool:
-            digest = pool.submit(lambda: hashlib.sha256(data).hexdigest())
-            try:
-                stream = cls._from_bytes(model, data, source)
-            finally:
-                if digest.result() != sha256:  # damaged bytes: say so rather than how they failed to parse
-                    raise SnapshotError(f"snapshot blob {source} has sha256 {digest.result()}, expected {sha256}")
+        digest = _hashers().submit(lambda: hashlib.sha256(data).hexdigest())
+        try:
+            stream = cls._from_bytes(model, data, source)
+        except Exception:
+            _check_digest(digest.result(), sha256, source)  # damaged bytes: say so, not how they failed
+            raise
+        stream._digest_check = (digest, sha256, source)
         return stream
+
+    def verify(self) -> None:
+        """Wait for the digest check of the bytes this stream was loaded from (if any);
+        SnapshotError, every time, if they did not match."""
+        if self._digest_check is not None:
+            digest, expected, source = self._digest_check
+            _check_digest(digest.result(), expected, source)
+            self._digest_check = None
 
     @classmethod
     def _from_bytes(cls, model, data: bytes, source: str) -> "Stream":
@@ -252,18 +273,8 @@ class Stream:
             )
         if meta.get("frame_size") != model.frame_size:
             raise SnapshotError(f"{source}: snapshot used frame size {meta.get('frame_size')}, model uses {model.frame_size}")
-        try:
-            tensors = st_load(data)
-        except SafetensorError as e:
-            raise SnapshotError(f"{source}: corrupt snapshot ({e})") from None
         template = model.new_state(1).tensors()
-        if set(tensors) != set(template):
-            missing, extra = sorted(set(template) - set(tensors)), sorted(set(tensors) - set(template))
-            raise SnapshotError(f"{source}: state tensors do not match the model (missing {missing[:5]}, unexpected {extra[:5]})")
-        for name, t in template.items():
-            if tensors[name].shape != t.shape:
-                raise SnapshotError(f"{source}: {name} has shape {list(tensors[name].shape)}, expected {list(t.shape)}")
-            t.copy_(tensors[name].to(t.dtype))
+        _copy_tensors(data, source, template)
         return cls(model, StreamState.from_tensors(template, model.config.num_hidden_layers))
 
     @classmethod
@@ -276,16 +287,84 @@ class Stream:
         return cls.from_bytes(model, data, source=uri)
 
 
-def read_snapshot_metadata(data: bytes, source: str = "<bytes>") -> dict:
-    """The JSON metadata of a snapshot, with a clear error for anything that is not one."""
+_hasher_pool: ThreadPoolExecutor | None = None
+
+
+def _hashers() -> ThreadPoolExecutor:
+    global _hasher_pool
+    if _hasher_pool is None:
+        _hasher_pool = ThreadPoolExecutor(2, thread_name_prefix="snapshot-sha256")
+    return _hasher_pool
+
+
+def _check_digest(actual: str, expected: str, source: str) -> None:
+    if actual != expected:
+        raise SnapshotError(f"snapshot blob {source} has sha256 {actual}, expected {expected}")
+
+
+def _read_header(data: bytes, source: str) -> tuple[dict, int]:
+    """(the safetensors JSON header, where the tensor bytes start)."""
     try:
         header_len = int.from_bytes(data[:8], "little")
         if len(data) < 8 or header_len <= 0 or header_len > len(data) - 8:
             raise ValueError("bad header length")
         header = json.loads(data[8 : 8 + header_len])
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (ValueError, UnicodeDecodeError):
+        raise SnapshotError(f"{source}: not a vidindex snapshot (corrupt or not safetensors)") from None
+    return header, 8 + header_len
+
+
+def read_snapshot_metadata(data: bytes, source: str = "<bytes>") -> dict:
+    """The JSON metadata of a snapshot, with a clear error for anything that is not one."""
+    header, _ = _read_header(data, source)
+    try:
         meta = json.loads(header["__metadata__"]["vidindex"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError):
         raise SnapshotError(f"{source}: not a vidindex snapshot (corrupt or not safetensors)") from None
     if meta.get("format") != SNAPSHOT_FORMAT:
         raise SnapshotError(f"{source}: unknown snapshot format {meta.get('format')!r}")
     return meta
+
+
+SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
+                      "I64": torch.int64, "I32": torch.int32}
+
+
+def _copy_tensors(data: bytes, source: str, template: dict[str, torch.Tensor]) -> None:
+    """Copy the snapshot's tensors into the template's (same names and shapes). All bytes go to
+    the device in one copy and each tensor is a view of them, instead of a host copy per tensor
+    (safetensors' own loader) and then a host-to-device copy per tensor."""
+    header, start = _read_header(data, source)
+    entries = {name: info for name, info in header.items() if name != "__metadata__"}
+    if set(entries) != set(template):
+        missing, extra = sorted(set(template) - set(entries)), sorted(set(entries) - set(template))
+        raise SnapshotError(f"{source}: state tensors do not match the model (missing {missing[:5]}, unexpected {extra[:5]})")
+    size = len(data) - start
+    layout = {}
+    for name, t in template.items():
+        try:
+            info = entries[name]
+            dtype, shape, (begin, end) = SAFETENSORS_DTYPES[info["dtype"]], list(info["shape"]), info["data_offsets"]
+            if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= size):
+                raise ValueError(f"byte range {begin}..{end} outside the {size} data bytes")
+            if end - begin != math.prod(shape) * dtype.itemsize:
+                raise ValueError(f"{end - begin} bytes for shape {shape} of {info['dtype']}")
+        except (KeyError, TypeError, ValueError) as e:
+            raise SnapshotError(f"{source}: corrupt snapshot ({name}: {e!r})") from None
+        if shape != list(t.shape):
+            raise SnapshotError(f"{source}: {name} has shape {shape}, expected {list(t.shape)}")
+        layout[name] = (dtype, begin, end)
+    host = torch.empty(0, dtype=torch.uint8)
+    if size:
+        with warnings.catch_warnings():  # read-only bytes: the view is only read, then copied
+            warnings.simplefilter("ignore", UserWarning)
+            host = torch.frombuffer(data, dtype=torch.uint8, offset=start, count=size)
+    raw = host.to(next(iter(template.values())).device)
+    for name, t in template.items():
+        dtype, begin, end = layout[name]
+        part = raw[begin:end]
+        if begin % dtype.itemsize:  # unaligned for its dtype: an aligned copy first
+            part = part.clone()
+        t.copy_(part.view(dtype).view(t.shape))

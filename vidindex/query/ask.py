@@ -14,6 +14,7 @@ snapshot. A video with no snapshot (e.g. failed before the first one) cannot be 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from vidindex.model import SnapshotError
@@ -145,6 +146,8 @@ def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device:
 
         t = time.perf_counter()
         replayed = 0 if pending is None else _feed_replay(pending, stream, target, start, replay_batch)
+        if snapshot is not None:
+            _verify_snapshot(stream, target, snapshot)  # its digest was checked meanwhile
         timings["replay_s"] = time.perf_counter() - t
     finally:
         if pending is not None:
@@ -171,10 +174,22 @@ def _no_snapshot_message(target: VideoTarget) -> str:
 def _load_snapshot_stream(store: Store, model, target: VideoTarget, snapshot: dict):
     from vidindex.model import Stream
 
+    with _snapshot_errors(target, snapshot):
+        data = store.load_snapshot(snapshot, verify=False)  # the stream checks the sha256 meanwhile
+        return Stream.from_bytes(model, data, source=snapshot["uri"], sha256=snapshot["sha256"])
+
+
+def _verify_snapshot(stream, target: VideoTarget, snapshot: dict) -> None:
+    """Wait for the snapshot's digest check, which ran while the stream was fed."""
+    with _snapshot_errors(target, snapshot):
+        stream.verify()
+
+
+@contextmanager
+def _snapshot_errors(target: VideoTarget, snapshot: dict):
     at = format_time(from_ms(snapshot["t_ms"]))
     try:
-        data = store.load_snapshot(snapshot, verify=False)  # from_bytes checks the sha256 meanwhile
-        return Stream.from_bytes(model, data, source=snapshot["uri"], sha256=snapshot["sha256"])
+        yield
     except (SnapshotIntegrityError, SnapshotError) as error:
         raise UnreadableIndexData(
             f"snapshot of video {target.video_id!r} at {at} is unusable: {error}; "
