@@ -1,5 +1,7 @@
 """Float8 linear layers on a GPU: the float8 matmul against the exact product of the quantized
-operands, and against the bf16 layer, at the 4B model's shapes; and their speed.
+operands, and against the bf16 layer, at the 4B model's shapes; and their speed. The Triton
+quantize pass (plain and gated) against the reference quantize_rows, element for element, with
+its bandwidth and that of the reference compiled by torch.compile.
 
     python bench/float8_check.py [--out results.json]
 """
@@ -10,7 +12,9 @@ import torch
 from gpu_timing import Results, cuda_time
 from torch import nn
 
-from vidindex.model.float8 import Float8Linear, quantize_rows
+from vidindex.model.float8 import Float8Linear, quantize_rows, silu_mul_rows
+from vidindex.model.kernels import compiled_fn
+from vidindex.model.kernels.quantize import quantize_rows_cuda
 
 # (tokens, in, out): decoder MLP up/down, GDN value projection, vision MLP (3420 is padded)
 SHAPES = [(8192, 2560, 9728), (8192, 9728, 2560), (8192, 2560, 4096), (32768, 1280, 3420), (32768, 3420, 1280)]
@@ -20,12 +24,46 @@ def rel(a, b):
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
+# (rows, width, pad, gated, bias): decoder inputs (hidden, GDN output, MLP product), vision MLP product
+QUANTIZE_SHAPES = [(16384, 2560, 0, False, False), (16384, 4096, 0, False, False), (16384, 9728, 0, True, False),
+                   (32768, 3420, 4, True, True), (1, 9728, 0, True, False)]
+
+
+def check_quantize(res):
+    for m, k, pad, gated, bias in QUANTIZE_SHAPES:
+        # the model's inputs are matmul outputs, rows padded to a multiple of 16 (3420 -> 3424)
+        a = (torch.randn(m, k + pad, device="cuda", dtype=torch.bfloat16) * 3)[:, :k]
+        b = torch.randn(m, k + pad, device="cuda", dtype=torch.bfloat16)[:, :k] if gated else None
+        ba, bb = (torch.randn(k, device="cuda", dtype=torch.bfloat16) for _ in range(2)) if bias else (None, None)
+        if gated:
+            ref = lambda: silu_mul_rows(a, b, ba, bb, pad)  # noqa: E731
+        else:
+            ref = lambda: quantize_rows(a, pad)  # noqa: E731
+        fast = lambda: torch.ops.vidindex.quantize_rows(a, b, ba, bb, pad)  # noqa: E731
+        with torch.inference_mode():
+            (r8, rs), (f8, fs) = ref(), fast()
+            moved = a.numel() * 2 * (2 if gated else 1) + m * (k + pad) + 4 * m
+            fast_s = cuda_time(fast, reps=20)
+            compiled_s = cuda_time(lambda: compiled_fn(silu_mul_rows if gated else quantize_rows)(
+                *((a, b, ba, bb, pad) if gated else (a, pad))), reps=20)
+        warps = {w: moved / cuda_time(lambda: quantize_rows_cuda(a, b, ba, bb, pad, num_warps=w), reps=10) / 1e9
+                 for w in (4, 8, 16, 32)}
+        res.put(f"quantize_{m}x{k}{'_gated' if gated else ''}{'_bias' if bias else ''}", {
+            "gb_s_by_num_warps": warps,
+            "scales_equal": bool(torch.equal(rs, fs)),
+            "float8_mismatches": int((r8.float() != f8.float()).sum()),
+            "max_abs_diff_in_scales": float((r8.float() * rs - f8.float() * fs).abs().max()),
+            "triton_gb_s": moved / fast_s / 1e9, "compiled_reference_gb_s": moved / compiled_s / 1e9,
+        })
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
     res = Results(ap.parse_args().out)
     res.put("device", torch.cuda.get_device_name())
     torch.manual_seed(0)
+    check_quantize(res)
     for m, k, n in SHAPES:
         layer = nn.Linear(k, n, bias=False, device="cuda", dtype=torch.bfloat16)
         f8 = Float8Linear(layer)

@@ -8,7 +8,8 @@ from torch import nn
 
 from vidindex.model import Stream, load_model
 from vidindex.model.config import VisionConfig
-from vidindex.model.float8 import FLOAT8, Float8Linear, quantize_float8, quantize_rows
+from vidindex.model.float8 import (FLOAT8, Float8Linear, quantize_float8, quantize_rows, shared_input,
+                                   silu_mul_input)
 from vidindex.model.tiny import TINY_FRAME_SIZE
 from vidindex.model.vision import build_vision_tower, encode_uniform_windows, preprocess
 
@@ -37,6 +38,33 @@ def test_float8_linear_is_the_product_of_its_quantized_operands(in_f, out_f, bia
         exact = exact + layer.bias
     torch.testing.assert_close(got.reshape(-1, out_f), exact, atol=1e-5, rtol=1e-5)
     assert rel(got, layer(x)) < 0.06  # e4m3 keeps 3 mantissa bits: a few % per product
+
+
+def test_a_shared_input_is_quantized_once_for_layers_that_read_it():
+    """Layers reading the same x (q, k, v, gate) take one quantization of it, with the very
+    result each would get alone; plain layers take x itself."""
+    torch.manual_seed(1)
+    a, b = Float8Linear(nn.Linear(40, 24)), Float8Linear(nn.Linear(40, 72, bias=False))
+    x = torch.randn(2, 5, 40)
+    shared = shared_input(x, a)
+    assert shared.rows.dtype == FLOAT8 and shared.lead == (2, 5)
+    assert torch.equal(a(shared), a(x)) and torch.equal(b(shared), b(x))
+    plain = nn.Linear(40, 8)
+    assert shared_input(x, plain) is x
+
+
+def test_the_gated_input_of_a_down_projection_is_quantized_with_its_product():
+    """silu(a + bias_a) * (b + bias_b) reaches a float8 down projection as the quantization of
+    its fp32 product (what the fused GPU pass computes), and a plain layer as the product."""
+    torch.manual_seed(2)
+    down = Float8Linear(nn.Linear(36, 20))
+    a, b = torch.randn(2, 3, 36), torch.randn(2, 3, 36)
+    bias_a, bias_b = torch.randn(36), torch.randn(36)
+    got = silu_mul_input(a, b, down, bias_a, bias_b)
+    rows, scale = quantize_rows((torch.nn.functional.silu(a + bias_a) * (b + bias_b)).reshape(6, 36), pad=12)
+    assert torch.equal(got.rows.float(), rows.float()) and torch.equal(got.scale, scale) and got.lead == (2, 3)
+    plain = silu_mul_input(a, b, nn.Linear(36, 20), bias_a, bias_b)
+    torch.testing.assert_close(plain, torch.nn.functional.silu(a + bias_a) * (b + bias_b))
 
 
 def test_quantize_rows_scales_each_row_to_the_float8_range():

@@ -15,11 +15,11 @@ with zeros, which add nothing to the product.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .kernels import compiled_fn
 
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max
@@ -36,15 +36,56 @@ def quantize_rows(x: torch.Tensor, pad: int = 0):
     return (xf / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8), scale
 
 
+def silu_mul_rows(a: torch.Tensor, b: torch.Tensor, bias_a=None, bias_b=None, pad: int = 0):
+    """quantize_rows(silu(a + bias_a) * (b + bias_b)), the product taken in fp32."""
+    a, b = a.float(), b.float()
+    if bias_a is not None:
+        a, b = a + bias_a.float(), b + bias_b.float()
+    return quantize_rows(F.silu(a) * b, pad)
+
+
+# On a GPU both run as one Triton pass (kernels/quantize.py), an op opaque to torch.compile.
+@torch.library.custom_op("vidindex::quantize_rows", mutates_args=(), device_types="cuda",
+                         schema="(Tensor a, Tensor? b, Tensor? bias_a, Tensor? bias_b, int pad) -> (Tensor, Tensor)")
+def _quantize_rows_cuda(a, b, bias_a, bias_b, pad):
+    from .kernels.quantize import quantize_rows_cuda
+
+    return quantize_rows_cuda(a, b, bias_a, bias_b, pad)
+
+
+@_quantize_rows_cuda.register_fake
+def _(a, b, bias_a, bias_b, pad):
+    return a.new_empty(a.shape[0], a.shape[1] + pad, dtype=FLOAT8), a.new_empty(a.shape[0], 1, dtype=torch.float32)
+
+
 def _quantize(x: torch.Tensor, pad: int):
-    """quantize_rows as one fused pass on a GPU (eager it takes five)."""
-    if not x.is_cuda or torch.compiler.is_compiling():  # inside a compiled region it fuses anyway
-        return quantize_rows(x, pad)
-    return compiled_fn(quantize_rows)(x, pad)
+    # Inside a compiled region the reference fuses with the pass that produces x (a norm).
+    if x.is_cuda and not torch.compiler.is_compiling():
+        return torch.ops.vidindex.quantize_rows(x, None, None, None, pad)
+    return quantize_rows(x, pad)
 
 
 def _padding(n: int) -> int:
     return -n % ALIGN
+
+
+class QuantizedInput(NamedTuple):
+    """An input quantized once for several float8 layers that take it (q, k, v and the gate
+    read the same normed hidden states): one quantize pass instead of one per layer."""
+
+    rows: torch.Tensor  # float8 [M, K + pad]
+    scale: torch.Tensor  # fp32 [M, 1]
+    lead: torch.Size  # x's shape but the last dim
+    dtype: torch.dtype  # x's dtype, the matmul's output dtype
+
+
+def shared_input(x: torch.Tensor, layer: nn.Module):
+    """x as `layer` and the layers like it that take the same x want it: quantized once for
+    float8 layers, else x itself."""
+    if not isinstance(layer, Float8Linear):
+        return x
+    rows, scale = _quantize(x.reshape(-1, layer.in_features), _padding(layer.in_features))
+    return QuantizedInput(rows, scale, x.shape[:-1], x.dtype)
 
 
 class Float8Linear(nn.Module):
@@ -60,16 +101,15 @@ class Float8Linear(nn.Module):
         self.register_buffer("weight_scale", scale.reshape(1, -1))  # [1, N]
         self.bias = linear.bias
 
-    def matmul(self, x: torch.Tensor) -> torch.Tensor:
-        """x @ W^T without the bias, in x's dtype."""
-        lead = x.shape[:-1]
-        x8, scale = _quantize(x.reshape(-1, self.in_features), _padding(self.in_features))
-        y = torch._scaled_mm(x8, self.weight.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype)
+    def matmul(self, x: torch.Tensor | QuantizedInput) -> torch.Tensor:
+        """x @ W^T without the bias, in x's dtype. x: a tensor, or shared_input's for this layer."""
+        q = x if isinstance(x, QuantizedInput) else shared_input(x, self)
+        y = torch._scaled_mm(q.rows, self.weight.t(), scale_a=q.scale, scale_b=self.weight_scale, out_dtype=q.dtype)
         if y.shape[-1] != self.out_features:
             y = y[:, : self.out_features]
-        return y.reshape(*lead, self.out_features)
+        return y.reshape(*q.lead, self.out_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | QuantizedInput) -> torch.Tensor:
         y = self.matmul(x)
         return y if self.bias is None else y + self.bias
 
@@ -80,6 +120,23 @@ class Float8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def silu_mul_input(a: torch.Tensor, b: torch.Tensor, layer: nn.Module, bias_a=None, bias_b=None,
+                   silu_mul=lambda a, b: F.silu(a) * b):
+    """silu(a + bias_a) * (b + bias_b) as `layer` (an MLP's down projection) takes it: for a
+    float8 layer quantized in the same pass, else by `silu_mul` in a's dtype."""
+    if not isinstance(layer, Float8Linear):
+        if bias_a is not None:
+            a, b = a + bias_a, b + bias_b
+        return silu_mul(a, b)
+    pad = _padding(layer.in_features)
+    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    if a.is_cuda:
+        rows, scale = torch.ops.vidindex.quantize_rows(a2, b2, bias_a, bias_b, pad)
+    else:
+        rows, scale = silu_mul_rows(a2, b2, bias_a, bias_b, pad)
+    return QuantizedInput(rows, scale, a.shape[:-1], a.dtype)
 
 
 def quantize_float8(model: nn.Module) -> nn.Module:

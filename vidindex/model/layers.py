@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .float8 import shared_input, silu_mul_input
 from .kernels import Kernels
 
 
@@ -32,7 +33,9 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)
 
     def forward(self, x, kernels: Kernels):
-        return self.down_proj(kernels.silu_mul(self.gate_proj(x), self.up_proj(x)))
+        x = shared_input(x, self.gate_proj)
+        hidden = silu_mul_input(self.gate_proj(x), self.up_proj(x), self.down_proj, silu_mul=kernels.silu_mul)
+        return self.down_proj(hidden)
 
 
 def rotate_half(x):
@@ -78,9 +81,10 @@ class SlidingWindowAttention(nn.Module):
         """x [B, T, hidden]; cos/sin [B, T, head_dim]; layer_state holds keys/values [B, C, Hkv, D]."""
         B, T, _ = x.shape
         d = self.cfg.head_dim
-        q = self.q_proj(x).view(B, T, -1, d)
-        k = self.k_proj(x).view(B, T, -1, d)
-        v = self.v_proj(x).view(B, T, -1, d)
+        shared = shared_input(x, self.q_proj)
+        q = self.q_proj(shared).view(B, T, -1, d)
+        k = self.k_proj(shared).view(B, T, -1, d)
+        v = self.v_proj(shared).view(B, T, -1, d)
         c, s = cos[:, :, None], sin[:, :, None]
         q = q * c + rotate_half(q) * s
         k = k * c + rotate_half(k) * s
@@ -135,15 +139,16 @@ class GatedDeltaNet(nn.Module):
     def forward(self, x, layer_state: dict, kernels: Kernels):
         B, T, _ = x.shape
         h, dk, dv = self.cfg.num_linear_heads, self.cfg.linear_head_dim, self.cfg.linear_value_dim
-        q = self.q_conv1d(self.q_proj(x), layer_state["conv_q"], kernels).view(B, T, h, dk)
-        k = self.k_conv1d(self.k_proj(x), layer_state["conv_k"], kernels).view(B, T, h, dk)
-        v = self.v_conv1d(self.v_proj(x), layer_state["conv_v"], kernels).view(B, T, h, dv)
+        shared = shared_input(x, self.q_proj)  # q, k, v and the gate read x (quantized once in float8)
+        q = self.q_conv1d(self.q_proj(shared), layer_state["conv_q"], kernels).view(B, T, h, dk)
+        k = self.k_conv1d(self.k_proj(shared), layer_state["conv_k"], kernels).view(B, T, h, dk)
+        v = self.v_conv1d(self.v_proj(shared), layer_state["conv_v"], kernels).view(B, T, h, dv)
         beta = torch.sigmoid(self.b_proj(x))
         g = -self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
         o, new_state = kernels.gated_delta_rule(q, k, v, g, beta, layer_state["recurrent"])
         layer_state["recurrent"].copy_(new_state)
         # Gated RMSNorm per head over the value dims, in fp32.
-        gate = self.g_proj(x).view(B, T, h, dv)
+        gate = self.g_proj(shared).view(B, T, h, dv)
         o = kernels.gated_rms_norm(o, gate, self.o_norm.weight, self.cfg.norm_eps, x.dtype)
         return self.o_proj(o.reshape(B, T, h * dv))
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import VisionConfig
 from .errors import FrameError
-from .float8 import project
+from .float8 import project, silu_mul_input
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -182,13 +182,13 @@ def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int,
     full = set(vc.fullatt_block_indexes)
     for j, block in enumerate(tower.blocks):
         groups, length, c, s = frame_groups if j in full else window_groups
-        x = block_fn(block, x, c, s, groups, length, vc.num_heads)
+        x = block_fn(block, x, c, s, groups, length, vc.num_heads, vc.hidden_act == "silu")
     y = tower.merger(x.reshape(-1, C))  # [n * units^2, out]
     y = y.view(n, nw, nw, we, we, -1).permute(0, 1, 3, 2, 4, 5)  # back to unit raster order
     return y.reshape(n, units * units, -1)
 
 
-def _block(block: nn.Module, x, cos, sin, groups: int, length: int, heads: int):
+def _block(block: nn.Module, x, cos, sin, groups: int, length: int, heads: int, silu: bool):
     """One vision block on x [n, P, C], attention within `groups` groups of `length` tokens.
 
     The matmuls run without their biases; each bias is added in the fused pass that follows
@@ -203,8 +203,12 @@ def _block(block: nn.Module, x, cos, sin, groups: int, length: int, heads: int):
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     x = x + (project(out.transpose(1, 2).reshape(n, -1, C), attn.proj) + attn.proj.bias)
     h = block.norm2(x)
-    gate = mlp.act_fn(project(h, mlp.gate_proj) + mlp.gate_proj.bias)
-    return x + (project(gate * (project(h, mlp.up_proj) + mlp.up_proj.bias), mlp.down_proj) + mlp.down_proj.bias)
+    gate, up = project(h, mlp.gate_proj), project(h, mlp.up_proj)
+    if silu:  # Qwen2.5-VL's activation: fused with a float8 down projection's quantization
+        hidden = silu_mul_input(gate, up, mlp.down_proj, mlp.gate_proj.bias, mlp.up_proj.bias)
+    else:
+        hidden = mlp.act_fn(gate + mlp.gate_proj.bias) * (up + mlp.up_proj.bias)
+    return x + (project(hidden, mlp.down_proj) + mlp.down_proj.bias)
 
 
 def _rotate(t, cos, sin):

@@ -1,0 +1,62 @@
+"""Row-wise float8 quantization as one Triton kernel (CUDA; imported only there).
+
+One program per row holds the whole row in registers: it reads the row once, takes its
+absolute maximum and writes the float8 row and its scale. Compiled from the reference
+(float8.quantize_rows), the same pass read each row twice and ran at ~35% of memory
+bandwidth. The gated form quantizes silu(a + bias_a) * (b + bias_b), the input of an MLP's
+down projection, in the same pass, so that product is never written in bf16.
+
+The arithmetic is the reference's: fp32, scale = max(amax, 1e-12) / 448, correctly rounded
+division, clamp, round to nearest even.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+FLOAT8_MAX = tl.constexpr(448.0)
+
+
+@triton.jit
+def _quantize_rows_kernel(a_ptr, b_ptr, bias_a_ptr, bias_b_ptr, out_ptr, scale_ptr,
+                          K, K_OUT, stride_a, stride_b, stride_out,
+                          GATED: tl.constexpr, BIAS: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < K
+    x = tl.load(a_ptr + row * stride_a + cols, mask=inside, other=0.0).to(tl.float32)
+    if GATED:
+        y = tl.load(b_ptr + row * stride_b + cols, mask=inside, other=0.0).to(tl.float32)
+        if BIAS:
+            x += tl.load(bias_a_ptr + cols, mask=inside, other=0.0).to(tl.float32)
+            y += tl.load(bias_b_ptr + cols, mask=inside, other=0.0).to(tl.float32)
+        x = tl.where(inside, x * tl.sigmoid(x) * y, 0.0)
+    scale = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12) / FLOAT8_MAX
+    q = tl.clamp(tl.math.div_rn(x, scale), -FLOAT8_MAX, FLOAT8_MAX)
+    tl.store(out_ptr + row * stride_out + cols, q.to(tl.float8e4nv), mask=cols < K_OUT)
+    tl.store(scale_ptr + row, scale)
+
+
+def quantize_rows_cuda(a: torch.Tensor, b: torch.Tensor | None, bias_a: torch.Tensor | None,
+                       bias_b: torch.Tensor | None, pad: int, num_warps: int | None = None):
+    """a [M, K] (or silu(a + bias_a) * (b + bias_b) when b is given) -> (float8 [M, K + pad]
+    with zero padding, fp32 scales [M, 1])."""
+    M, K = a.shape
+    out = torch.empty(M, K + pad, device=a.device, dtype=torch.float8_e4m3fn)
+    scale = torch.empty(M, 1, device=a.device, dtype=torch.float32)
+    if M == 0:
+        return out, scale
+    if a.stride(1) != 1:
+        a = a.contiguous()
+    if b is not None and b.stride(1) != 1:
+        b = b.contiguous()
+    block = triton.next_power_of_2(K + pad)
+    _quantize_rows_kernel[(M,)](
+        a, a if b is None else b, a if bias_a is None else bias_a, a if bias_b is None else bias_b, out, scale,
+        K, K + pad, a.stride(0), 0 if b is None else b.stride(0), out.stride(0),
+        GATED=b is not None, BIAS=bias_a is not None, BLOCK=block,
+        num_warps=num_warps or (16 if b is not None else 8),  # best measured on an H100 for the model's widths
+    )
+    return out, scale
