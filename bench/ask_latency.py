@@ -7,16 +7,18 @@ The video must be at least 335 s long; if the file does not exist, a synthetic o
 there (448x448, 30 fps, H.264, noise-textured so it is not trivially cheap to decode). For
 each precision (random weights, same seed) a snapshot is taken after the video's first 32 s
 (1 fps, 448x448) and written to disk as safetensors; then "ask as of T" is timed the way
-`vidindex ask` runs it: start the decoders, load the snapshot file (its sha256 checked
-meanwhile), feed every sampled frame up to T as it is decoded (several readers at once), ask a
-question on a branch (16 new tokens). T = snapshot + 299.5 s is the worst case of a 5-minute
+`vidindex ask` runs it: start the decoders, load the snapshot file (its sha256 checked on a
+second thread while the frames are fed), feed every sampled frame up to T as it is decoded
+(several readers at once), ask a question on a branch (16 new tokens). T = snapshot + 299.5 s is the worst case of a 5-minute
 snapshot interval (299 frames), T = snapshot + 150 s the median. Only the index lookups are
 left out (LanceDB, milliseconds).
 
-Also printed: the first feed and first ask of a fresh process (compilation, unless the compile
-caches are warm), steady feed frames/s at 32 and 64 frames per feed with the share of the bf16
-compute ceiling, decode ms per token eager and as a CUDA graph (tokens must be identical), and
-how far float8's logits and answer are from bf16's.
+Also printed: the first feed and first ask of a fresh process (compilation and graph capture,
+unless the compile caches are warm), steady feed frames/s at 32 and 64 frames per feed with the
+share of the bf16 compute ceiling, the decoder's time for 64 frames eager and from CUDA graphs
+(and how far the graphed feed's logits and state are from eager's), decode ms per token eager
+and as a CUDA graph (tokens must be identical), and how far float8's logits and answer are
+from bf16's.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from gpu_timing import Results, cuda_time, synced
 
 from vidindex.model import ModelConfig, Stream
 from vidindex.model.decode import decoder_for, eager_step
+from vidindex.model import stream as stream_module
 from vidindex.model.float8 import quantize_float8
+from vidindex.model.graphs import forward_tokens
 from vidindex.model.prompts import encode, question_text
 from vidindex.model.tiny import random_model
 from vidindex.replay import Replay, replay
@@ -80,8 +84,45 @@ def decode_both(model, s, res, label):
         torch.cuda.synchronize()
         res.put(f"{label}.decode_ms_per_token_{name}", (time.perf_counter() - t) / 32 * 1e3)
         runs[name] = (tokens, torch.stack(all_logits))
-    res.put(f"{label}.decode_graph_tokens_equal", runs["eager"][0] == runs["graph"][0])
-    res.put(f"{label}.decode_graph_logits_max_abs_diff", float((runs["eager"][1] - runs["graph"][1]).abs().max()))
+    (eager_tokens, eager_logits), (graph_tokens, graph_logits) = runs["eager"], runs["graph"]
+    same = next((i for i, (a, b) in enumerate(zip(eager_tokens, graph_tokens)) if a != b), len(eager_tokens))
+    res.put(f"{label}.decode_graph_tokens_equal", eager_tokens == graph_tokens)
+    res.put(f"{label}.decode_graph_same_tokens_for_steps", same)
+    # compared while both decode the same tokens (after a flipped near-tie they diverge)
+    res.put(f"{label}.decode_graph_logits_max_abs_diff", float((eager_logits[:same] - graph_logits[:same]).abs().max())
+            if same else None)
+    res.put(f"{label}.decode_logits_scale", float(eager_logits.abs().max()))
+
+
+def graphed_vs_eager(model, res, label):
+    """The decoder over 64 frames eager and from CUDA graphs: time, and the distance between a
+    40-frame feed (graphs of 32 and 8 frames) and the same feed eager."""
+    st = model.new_stream()
+    st.feed(random_frames(32, 3), np.arange(32, dtype=np.float64))
+    frames = random_frames(40, 4)
+    times = 32 + np.arange(40, dtype=np.float64)
+    fed = {}
+    for name in ("eager", "graph"):
+        other = Stream(model, st.state.clone())
+        if name == "eager":
+            stream_module.forward_tokens = lambda m, e, p, s: m.forward_embeds(e, p, s)
+        try:
+            fed[name] = (other.feed(frames, times), other.state.tensors())
+        finally:
+            stream_module.forward_tokens = forward_tokens
+    (ref, ref_state), (got, got_state) = fed["eager"], fed["graph"]
+    res.put(f"{label}.graph_feed_logits_rel", float((got - ref).norm() / ref.norm()))
+    res.put(f"{label}.graph_feed_state_max_rel", max(
+        float((got_state[k].double() - ref_state[k].double()).norm() / ref_state[k].double().norm().clamp(min=1e-30))
+        for k in ref_state if k.startswith("layers.")))
+    res.put(f"{label}.graph_feed_counters_equal", all(torch.equal(got_state[k], ref_state[k])
+                                                      for k in ref_state if not k.startswith("layers.")))
+    with torch.inference_mode():
+        embeds = model.embed_frames(torch.as_tensor(random_frames(64, 2))).reshape(1, -1, model.config.hidden_size)
+        positions = st._frame_positions(torch.arange(100, 164, device="cuda", dtype=torch.float64)[None])
+        state = st.state.clone()
+        for name, fn in (("eager", model.forward_embeds), ("graph", lambda e, p, s: forward_tokens(model, e, p, s))):
+            res.put(f"{label}.decoder_64_frames_ms_{name}", cuda_time(lambda: fn(embeds, positions, state), reps=3) * 1e3)
 
 
 def profile_feed(model, path):
@@ -112,17 +153,19 @@ def profile_feed(model, path):
 
 
 def ask_as_of(model, snapshot, snapshot_sha256, video, ahead, phases):
-    """ask_at's model-side path: decoders start first, the snapshot loads (its sha256 checked
-    meanwhile), the frames up to T are fed, the question is asked."""
+    """ask_at's model-side path: decoders start first, the snapshot loads (its sha256 checked on
+    a second thread while the frames are fed), the frames up to T are fed, the question is asked."""
     t0 = time.perf_counter()
     pending = Replay(video, fps=1.0, size=448, start_s=SNAPSHOT_AT, until_s=SNAPSHOT_AT + ahead)
     with open(snapshot, "rb") as f:
         data = f.read()
+    phases["read_snapshot_s"] = time.perf_counter() - t0
     st = Stream.from_bytes(model, data, snapshot, sha256=snapshot_sha256)
     torch.cuda.synchronize()
     phases["load_snapshot_s"] = time.perf_counter() - t0
     t = time.perf_counter()
     phases["frames_replayed"] = pending.feed(st, batch=32)
+    st.verify()  # the digest check, which ran meanwhile (ask_at waits for it here too)
     torch.cuda.synchronize()
     phases["replay_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -166,6 +209,7 @@ def measure(model, label, args, res, first):
         put(f"feed_fps_{per_feed}_per_feed", per_feed / dt)
         put(f"feed_share_of_ceiling_{per_feed}_per_feed", per_feed / dt * FLOP_PER_FRAME / PEAK_FLOPS)
 
+    graphed_vs_eager(model, res, label)
     with torch.inference_mode():
         decode_both(model, s, res, label)
 
