@@ -11,6 +11,7 @@ graphs serve any stream. Same kernels as eager; chunking only regroups the same 
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import torch
@@ -109,12 +110,19 @@ class GraphedDecoder:
         return self.graphs[key]
 
 
+def graph_lock(model) -> threading.RLock:
+    """Held while a model's graphs run: their static states serve one stream at a time, so
+    threads sharing a model (a service, a notebook) take turns."""
+    return model.__dict__.setdefault("_graph_lock", threading.RLock())
+
+
 def forward_tokens(model, embeds: torch.Tensor, positions: torch.Tensor, state: StreamState) -> torch.Tensor:
     """model.forward_embeds (state updated in place, last logits returned), from CUDA graphs on
     the fast path."""
     if model.kernels.name != "fast":
         return model.forward_embeds(embeds, positions, state)
-    graphs = model.__dict__.get("_graphed_decoder")
-    if graphs is None:
-        graphs = model.__dict__["_graphed_decoder"] = GraphedDecoder(model)
-    return graphs.forward(embeds, positions, state)
+    with graph_lock(model):
+        graphs = model.__dict__.get("_graphed_decoder")
+        if graphs is None:
+            graphs = model.__dict__["_graphed_decoder"] = GraphedDecoder(model)
+        return graphs.forward(embeds, positions, state)

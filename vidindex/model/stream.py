@@ -30,7 +30,7 @@ from safetensors.torch import save as st_save
 
 from .decode import decoder_for
 from .errors import FrameError, SnapshotError
-from .graphs import forward_tokens
+from .graphs import forward_tokens, graph_lock
 from .prompts import encode, question_text
 from .state import StreamState
 from .vision import frames_to_device, frames_to_tensor
@@ -173,7 +173,8 @@ class Stream:
         if len(questions) != len(index):
             raise ValueError(f"ask: got {len(questions)} questions for {len(index)} streams")
         branch = self.state.select(index)  # a copy: the branch
-        tokens = self._generate(branch, questions, max_new_tokens)
+        with graph_lock(self.model):  # the decode graph holds the branch for all its steps
+            tokens = self._generate(branch, questions, max_new_tokens)
         tok = self.model.tokenizer
         answers = [tok.decode(t, skip_special_tokens=True).strip() for t in tokens]
         return answers[0] if isinstance(question, str) and len(index) == 1 else answers
