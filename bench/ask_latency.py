@@ -125,6 +125,23 @@ def graphed_vs_eager(model, res, label):
             res.put(f"{label}.decoder_64_frames_ms_{name}", cuda_time(lambda: fn(embeds, positions, state), reps=3) * 1e3)
 
 
+def gpu_busy(fn):
+    """(fn(), wall seconds, seconds with a kernel or copy running on the GPU) for one call, from
+    a CUDA-only profiler trace: where the two differ, the GPU waited for the host."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        out, wall = synced(fn)
+    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA)
+    busy, reach = 0.0, float("-inf")
+    for start, end in spans:
+        if end > reach:
+            busy += end - max(start, reach)
+            reach = end
+    return out, wall, busy / 1e6
+
+
 def profile_feed(model, path):
     """Kernel tables of one 64-frame feed, vision and decoder apart (matmuls by shape)."""
     from torch.profiler import ProfilerActivity, profile
@@ -219,6 +236,22 @@ def measure(model, label, args, res, first):
             _, dt = synced(lambda: ask_as_of(model, snapshot, digest, args.video, ahead, phases))
             phases["total_s"] = dt
             put(f"ask_at_T_{name}_rep{rep}", phases)
+    phases, feeds = {}, []
+    feed = Stream.feed
+
+    def logged_feed(self, frames, times):  # when each feed was entered and left, and its size
+        t = time.perf_counter()
+        out = feed(self, frames, times)
+        feeds.append((round(t - t0, 4), round(time.perf_counter() - t0, 4), len(times)))
+        return out
+
+    Stream.feed = logged_feed
+    try:
+        t0 = time.perf_counter()
+        _, wall, busy = gpu_busy(lambda: ask_as_of(model, snapshot, digest, args.video, 299.5, phases))
+    finally:
+        Stream.feed = feed
+    put("ask_at_T_worst_traced", {**phases, "wall_s": wall, "gpu_busy_s": busy, "feeds_in_out_frames": feeds})
     if args.profile:
         path = f"{args.profile}-{label}.txt"
         profile_feed(model, path)
