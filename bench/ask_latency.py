@@ -125,21 +125,33 @@ def graphed_vs_eager(model, res, label):
             res.put(f"{label}.decoder_64_frames_ms_{name}", cuda_time(lambda: fn(embeds, positions, state), reps=3) * 1e3)
 
 
-def gpu_busy(fn):
-    """(fn(), wall seconds, seconds with a kernel or copy running on the GPU) for one call, from
-    a CUDA-only profiler trace: where the two differ, the GPU waited for the host."""
+def gpu_busy(fn, gaps=0):
+    """(fn(), wall seconds, seconds with a kernel or copy running on the GPU, the `gaps` longest
+    GPU idle spans with the host ops running during each) for one call, from a profiler trace:
+    where wall and busy differ, the GPU waited for the host."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if gaps else [])
+    with profile(activities=activities) as prof:
         out, wall = synced(fn)
-    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA)
-    busy, reach = 0.0, float("-inf")
+    events = prof.events()
+    spans = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA)
+    busy, reach, idle = 0.0, float("-inf"), []
     for start, end in spans:
         if end > reach:
+            if reach > float("-inf") and start > reach:
+                idle.append((start - reach, reach, start))
             busy += end - max(start, reach)
             reach = end
-    return out, wall, busy / 1e6
+    origin = spans[0][0] if spans else 0
+    longest = []
+    for length, start, end in sorted(idle, reverse=True)[:gaps]:
+        host = [e for e in events if e.device_type == DeviceType.CPU
+                and e.time_range.start < end and e.time_range.end > start and e.time_range.elapsed_us() > 0.2 * length]
+        longest.append({"at_ms": round((start - origin) / 1e3, 1), "ms": round(length / 1e3, 2),
+                        "host": sorted({e.name for e in host})[:12]})
+    return out, wall, busy / 1e6, longest
 
 
 def profile_feed(model, path):
@@ -248,10 +260,11 @@ def measure(model, label, args, res, first):
     Stream.feed = logged_feed
     try:
         t0 = time.perf_counter()
-        _, wall, busy = gpu_busy(lambda: ask_as_of(model, snapshot, digest, args.video, 299.5, phases))
+        _, wall, busy, idle = gpu_busy(lambda: ask_as_of(model, snapshot, digest, args.video, 299.5, phases), gaps=12)
     finally:
         Stream.feed = feed
-    put("ask_at_T_worst_traced", {**phases, "wall_s": wall, "gpu_busy_s": busy, "feeds_in_out_frames": feeds})
+    put("ask_at_T_worst_traced", {**phases, "wall_s": wall, "gpu_busy_s": busy, "feeds_in_out_frames": feeds,
+                                  "longest_gpu_idle": idle})
     if args.profile:
         path = f"{args.profile}-{label}.txt"
         profile_feed(model, path)
