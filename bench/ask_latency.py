@@ -28,6 +28,7 @@ import hashlib
 import os
 import tempfile
 import time
+from concurrent.futures import wait
 
 import numpy as np
 import torch
@@ -181,11 +182,16 @@ def profile_feed(model, path):
                 fh.write("\n")
 
 
-def ask_as_of(model, snapshot, snapshot_sha256, video, ahead, phases):
+def ask_as_of(model, snapshot, snapshot_sha256, video, ahead, phases, decoded_first=False):
     """ask_at's model-side path: decoders start first, the snapshot loads (its sha256 checked on
-    a second thread while the frames are fed), the frames up to T are fed, the question is asked."""
+    a second thread while the frames are fed), the frames up to T are fed, the question is asked.
+    decoded_first: wait until every part is decoded and handed over before feeding (a check of
+    how much the hand-over of decoded parts costs the feeding thread)."""
     t0 = time.perf_counter()
     pending = Replay(video, fps=1.0, size=448, start_s=SNAPSHOT_AT, until_s=SNAPSHOT_AT + ahead)
+    if decoded_first:
+        wait(pending.parts)
+        t0 = time.perf_counter()
     with open(snapshot, "rb") as f:
         data = f.read()
     phases["read_snapshot_s"] = time.perf_counter() - t0
@@ -248,7 +254,7 @@ def measure(model, label, args, res, first):
             _, dt = synced(lambda: ask_as_of(model, snapshot, digest, args.video, ahead, phases))
             phases["total_s"] = dt
             put(f"ask_at_T_{name}_rep{rep}", phases)
-    phases, feeds = {}, []
+    feeds = []
     feed = Stream.feed
 
     def logged_feed(self, frames, times):  # when each feed was entered and left, and its size
@@ -259,12 +265,16 @@ def measure(model, label, args, res, first):
 
     Stream.feed = logged_feed
     try:
-        t0 = time.perf_counter()
-        _, wall, busy, idle = gpu_busy(lambda: ask_as_of(model, snapshot, digest, args.video, 299.5, phases), gaps=12)
+        for decoded_first in (False, True):
+            phases, feeds[:] = {}, []
+            t0 = time.perf_counter()
+            _, wall, busy, idle = gpu_busy(lambda: ask_as_of(model, snapshot, digest, args.video, 299.5, phases,
+                                                             decoded_first), gaps=6)
+            put(f"ask_at_T_worst_traced{'_decoded_first' if decoded_first else ''}",
+                {**phases, "wall_s": wall, "gpu_busy_s": busy, "feeds_in_out_frames": list(feeds),
+                 "longest_gpu_idle": idle})
     finally:
         Stream.feed = feed
-    put("ask_at_T_worst_traced", {**phases, "wall_s": wall, "gpu_busy_s": busy, "feeds_in_out_frames": feeds,
-                                  "longest_gpu_idle": idle})
     if args.profile:
         path = f"{args.profile}-{label}.txt"
         profile_feed(model, path)
