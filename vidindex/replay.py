@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import secrets
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
@@ -87,7 +88,7 @@ class Replay:
 
     def __init__(self, uri: str, *, fps: float, size: int, start_s: float, until_s: float,
                  workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS):
-        self.uri = uri
+        self.uri, self.size = uri, size
         start_ms, self.until_ms = round(start_s * 1000), round(until_s * 1000)
         starts = segment_bounds(start_ms, self.until_ms, workers, round(segment_seconds * 1000))
         # the last part ends just after until_s: frames past it are never decoded
@@ -125,15 +126,19 @@ class Replay:
         return fed
 
     def cancel(self) -> None:
+        """Stop decoding; the frames of parts decoded but not taken are released."""
         for part in self.parts:
-            part.cancel()
+            if not part.cancel():
+                part.add_done_callback(_release_untaken)
 
     def _result(self, part):
         try:
-            return part.result()
+            times, frames = part.result()
         except BrokenProcessPool:
             _drop_pool()  # the next replay starts fresh workers
             raise CorruptVideo(self.uri, "a decoder process died while decoding this video") from None
+        part.taken = True
+        return times, _take_frames(frames, len(times), self.size)
 
 
 def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: float, batch: int,
@@ -150,12 +155,69 @@ def _submit_parts(uri, fps, size, bounds):
 
 
 def decode_part(uri: str, fps: float, size: int, start: Fraction, end: Fraction):
-    """(timestamps, frames [k, size, size, 3] uint8) sampled in [start, end); runs in a worker."""
+    """(timestamps, frames) sampled in [start, end); runs in a worker. The frames [k, size, size,
+    3] uint8 come back as the path of a file in shared memory (/dev/shm) holding them, or as an
+    array through the result pipe where shared memory is missing or full.
+
+    Shared memory, because a part's frames (up to ~50 MB) read from the pipe and unpickled by
+    the executor's thread in the feeding process held the interpreter lock the feeding thread
+    needs, and the GPU waited; a file read releases it."""
     with sample_frames(uri, fps=fps, size=size, start=start, end=end, threads=1) as reader:
         items = list(reader)
     times = [t for t, _ in items]
-    frames = np.stack([f for _, f in items]) if items else np.zeros((0, size, size, 3), np.uint8)
-    return times, frames
+    frames = [np.ascontiguousarray(f) for _, f in items]
+    path = _to_shared_file(frames) if frames else None
+    if path is not None:
+        return times, path
+    return times, np.stack(frames) if frames else np.zeros((0, size, size, 3), np.uint8)
+
+
+SHARED_DIR = "/dev/shm"
+BLOCK_PREFIX = "vidindex-replay-"
+
+
+def _to_shared_file(frames: list[np.ndarray]) -> str | None:
+    """The frames written one after another to a new file in SHARED_DIR (its path), or None."""
+    if not os.path.isdir(SHARED_DIR):
+        return None
+    path = os.path.join(SHARED_DIR, f"{BLOCK_PREFIX}{secrets.token_hex(8)}")
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError:
+        return None
+    try:
+        os.posix_fallocate(fd, 0, sum(f.nbytes for f in frames))  # full: fail here, not mid-write
+        with open(fd, "wb", closefd=False) as file:
+            for frame in frames:
+                file.write(frame.data)
+    except OSError:
+        os.unlink(path)
+        return None
+    finally:
+        os.close(fd)
+    return path
+
+
+def _take_frames(frames, count: int, size: int) -> np.ndarray:
+    """A decoded part's frames: read from its shared memory file, which is then removed."""
+    if isinstance(frames, np.ndarray):
+        return frames
+    with open(frames, "rb") as file:
+        data = file.read()
+    os.unlink(frames)
+    return np.frombuffer(data, np.uint8).reshape(count, size, size, 3)
+
+
+def _release_untaken(part) -> None:
+    """Remove the file of a part that finished decoding but was never taken (replay cut short)."""
+    if part.cancelled() or part.exception() is not None or getattr(part, "taken", False):
+        return
+    _, frames = part.result()
+    if isinstance(frames, str):
+        try:
+            os.unlink(frames)
+        except FileNotFoundError:
+            pass
 
 
 def _feed(stream, frames, times) -> int:

@@ -1,8 +1,10 @@
 """Replay decodes parts of a range in worker processes and feeds them in order."""
 
 import os
+import time
 from concurrent.futures.process import BrokenProcessPool
 
+import numpy as np
 import pytest
 
 from vidindex import replay as replay_module
@@ -77,3 +79,54 @@ def test_a_replay_decodes_before_it_is_fed(make_video):
     assert pending.feed(stream, batch=5) == 22  # frames at 0.0, 0.5, ..., 10.5
     assert stream.feeds == [5, 5, 5, 5, 2]
     assert stream.times == [k / 2 for k in range(22)]
+
+
+def shared_blocks():
+    return sorted(name for name in os.listdir("/dev/shm") if name.startswith(replay_module.BLOCK_PREFIX))
+
+
+class FailingStream(Recorder):
+    def feed(self, frames, times):
+        super().feed(frames, times)
+        raise RuntimeError("the model failed")
+
+
+def test_decoded_frames_come_through_shared_memory_and_none_is_left(make_video):
+    """Each part's frames come back in a shared memory block that is freed once taken, and also
+    when the replay stops early: a failing feed, or a replay cancelled before it is fed."""
+    from concurrent.futures import wait
+
+    from vidindex.replay import Replay
+
+    path, _ = make_video("replay_shm.mp4", seconds=8.0)
+    assert shared_blocks() == []
+    stream = Recorder()
+    assert replay(stream, path, fps=2.0, size=56, start_s=0.0, until_s=7.5, batch=4, workers=3,
+                  segment_seconds=1.0) == 16
+    assert shared_blocks() == []
+
+    with pytest.raises(RuntimeError, match="the model failed"):
+        replay(FailingStream(), path, fps=2.0, size=56, start_s=0.0, until_s=7.5, batch=2, workers=3,
+               segment_seconds=1.0)
+    pending = Replay(path, fps=2.0, size=56, start_s=0.0, until_s=7.5, workers=3, segment_seconds=1.0)
+    wait(pending.parts, timeout=60)
+    pending.cancel()  # decoded, never taken
+    for _ in range(100):  # a part still decoding when the failing replay stopped is freed when it finishes
+        if not shared_blocks():
+            break
+        time.sleep(0.05)
+    assert shared_blocks() == []
+
+
+def test_frames_come_back_through_the_pipe_where_there_is_no_shared_memory(make_video, monkeypatch):
+    from fractions import Fraction
+
+    path, _ = make_video("replay_no_shm.mp4", seconds=3.0)
+    times, shared = replay_module.decode_part(path, 2.0, 56, Fraction(0), Fraction(3))
+    assert isinstance(shared, str) and shared_blocks() == [os.path.basename(shared)]
+    from_file = replay_module._take_frames(shared, len(times), 56)
+    assert shared_blocks() == []
+    monkeypatch.setattr(replay_module, "SHARED_DIR", "/nonexistent-shm")
+    times_again, piped = replay_module.decode_part(path, 2.0, 56, Fraction(0), Fraction(3))
+    assert times_again == times and isinstance(piped, np.ndarray)
+    assert piped.shape == (6, 56, 56, 3) and (replay_module._take_frames(piped, 6, 56) == from_file).all()
