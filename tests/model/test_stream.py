@@ -162,3 +162,17 @@ def test_stack_then_split_round_trips(tiny_model):
     sa, sb = joined.split()
     assert_same_state(a, sa, atol=0)
     assert_same_state(b, sb, atol=0)
+
+
+def test_a_state_copies_another_in_place(tiny_model):
+    """StreamState.copy_ (how the CUDA graphs' static states take a stream's state and give it
+    back): every tensor equal after, in the same storage, the source untouched."""
+    source = tiny_model.new_stream()
+    source.feed(make_frames(3), [0.0, 1.0, 2.0])
+    before = {k: t.clone() for k, t in source.state_tensors().items()}
+    target = tiny_model.new_state(1)
+    storage = {k: t.data_ptr() for k, t in target.tensors().items()}
+    target.copy_(source.state)
+    for name, t in target.tensors().items():
+        assert torch.equal(t, before[name]) and t.data_ptr() == storage[name], name
+        assert torch.equal(source.state_tensors()[name], before[name]), name

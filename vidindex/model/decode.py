@@ -37,9 +37,7 @@ class GraphedStep:
 
     def load(self, state: StreamState) -> None:
         """Continue from `state` (copied in; `state` itself is not changed by later steps)."""
-        mine = self.state.tensors()
-        for name, t in state.tensors().items():
-            mine[name].copy_(t)
+        self.state.copy_(state)
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         self.ids.copy_(ids)

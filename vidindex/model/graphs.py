@@ -91,11 +91,9 @@ class GraphedDecoder:
         static = self.states.get(batch) or self.states.setdefault(batch, self.model.new_state(batch))
         # Capture first: a capture's warm-up runs scribble on the static state.
         graphs = {size: self._graph(static, size) for size in sizes}
-        mine, theirs = static.tensors(), state.tensors()
-        dst, src = list(mine.values()), [theirs[name] for name in mine]
-        torch._foreach_copy_(dst, src)
+        static.copy_(state)
         logits = forward_in_chunks(lambda e, p: graphs[e.shape[1]](e, p), embeds, positions, sizes)
-        torch._foreach_copy_(src, dst)
+        state.copy_(static)
         return logits.clone()  # the graphs' output buffer is overwritten by the next replay
 
     def _graph(self, static: StreamState, tokens: int) -> CapturedForward:

@@ -93,6 +93,11 @@ class StreamState:
         index = torch.as_tensor(index, device=self.counters["kv_len"].device)
         return self.map(lambda t: t.index_select(0, index))
 
+    def copy_(self, other: "StreamState") -> None:
+        """Overwrite this state with `other`'s (same batch size), in place."""
+        mine, theirs = self.tensors(), other.tensors()
+        torch._foreach_copy_(list(mine.values()), [theirs[name] for name in mine])
+
     def assign(self, index: torch.Tensor | list[int], other: "StreamState") -> None:
         """Write `other`'s streams back into the slots at `index` (in place)."""
         index = torch.as_tensor(index, device=self.counters["kv_len"].device)
