@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vidindex.model.graphs import CHUNK_FRAMES, CHUNK_TOKENS, chunk_sizes, forward_in_chunks
+from vidindex.model.layers import mrope_cos_sin
 
 from .conftest import make_frames
 
@@ -48,3 +49,32 @@ def test_chunked_forward_equals_one_forward(tiny_model):
     assert int(chunked.counters["tokens_seen"][0]) == int(stream.state.counters["tokens_seen"][0]) + embeds.shape[1]
     recurrent = next(name for name in a if name.endswith("recurrent"))
     assert not torch.equal(a[recurrent], stream.state.tensors()[recurrent])  # the forward did change it
+
+
+def test_last_layer_mlp_on_the_last_token_only(tiny_model):
+    """forward_embeds runs the last layer's MLP on the last position only; logits and state are
+    those of running every layer on every token."""
+    m = tiny_model
+    stream = m.new_stream()
+    stream.feed(make_frames(2), [0.0, 0.5])
+    embeds = m.embed_frames(torch.as_tensor(make_frames(3, seed=2))).reshape(1, -1, m.config.hidden_size)
+    positions = stream._frame_positions(torch.tensor([[1.0, 1.5, 2.0]], dtype=torch.float64))
+
+    state = stream.state.clone()
+    logits = m.forward_embeds(embeds, positions, state)
+
+    full = stream.state.clone()
+    cos, sin = mrope_cos_sin(positions, m.config, embeds.dtype)
+    plan = m.kernels.window_plan(full.counters["kv_len"], m.config.kv_capacity, embeds.shape[1], m.config.head_dim,
+                                 embeds.dtype)
+    x = embeds
+    for layer, layer_state in zip(m.model.layers, full.layers):
+        x = layer(x, cos, sin, layer_state, plan, m.kernels)
+    assert x.shape[1] == embeds.shape[1]
+    expected = (m.model.norm(x[:, -1], m.kernels) @ m.model.embed_tokens.weight.T).float()
+
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    a, b = state.tensors(), full.tensors()
+    for name in b:
+        if "layers." in name:
+            torch.testing.assert_close(a[name], b[name], atol=0, rtol=0, msg=lambda msg: f"{name}: {msg}")

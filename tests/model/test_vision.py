@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from vidindex.model.config import VisionConfig
-from vidindex.model.vision import (build_vision_tower, encode_uniform_windows, encode_with_tower, preprocess,
-                                   windows_are_uniform)
+from vidindex.model.vision import (build_vision_tower, encode_uniform_windows, encode_with_tower, pad_mlp_width,
+                                   preprocess, windows_are_uniform)
 
 
 @pytest.mark.parametrize("size,fullatt", [(224, (1, 3)), (56, (1,)), (112, (0,)), (448, (2,))])
@@ -24,6 +24,27 @@ def test_batched_windows_match_the_tower(size, fullatt):
         ref = encode_with_tower(tower, pixels, 3, size, vc)
         got = encode_uniform_windows(tower, pixels, 3, size, vc)
     torch.testing.assert_close(got, ref, atol=2e-5, rtol=2e-5)
+
+
+def test_padded_mlp_width_leaves_the_output_unchanged():
+    """A 3420-wide MLP (the 4B tower's) padded to 3424: both forwards give what they gave."""
+    vc = VisionConfig(depth=2, hidden_size=32, num_heads=2, intermediate_size=42, fullatt_block_indexes=(1,),
+                      out_hidden_size=24)
+    torch.manual_seed(0)
+    tower = build_vision_tower(vc).eval()
+    with torch.no_grad():
+        for p in tower.parameters():
+            p.normal_(0, 0.3)
+    pixels = preprocess(torch.randint(0, 256, (2, 56, 56, 3), dtype=torch.uint8), 56, vc, "cpu", torch.float32)
+    with torch.no_grad():
+        before = encode_with_tower(tower, pixels, 2, 56, vc), encode_uniform_windows(tower, pixels, 2, 56, vc)
+        pad_mlp_width(tower)
+        after = encode_with_tower(tower, pixels, 2, 56, vc), encode_uniform_windows(tower, pixels, 2, 56, vc)
+    mlp = tower.blocks[0].mlp
+    assert mlp.gate_proj.weight.shape == (48, 32) and mlp.up_proj.bias.shape == (48,)
+    assert mlp.down_proj.weight.shape == (32, 48)
+    for a, b in zip(after, before):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
 def test_sizes_with_ragged_windows_use_the_tower():

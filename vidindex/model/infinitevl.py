@@ -88,8 +88,9 @@ class InfiniteVL(nn.Module):
         cfg = self.config
         plan = self.kernels.window_plan(kv_len, cfg.kv_capacity, t, cfg.head_dim, embeds.dtype)
         x = embeds
-        for layer, layer_state in zip(self.model.layers, state.layers):
-            x = layer(x, cos, sin, layer_state, plan, self.kernels)
+        final = len(self.model.layers) - 1
+        for i, (layer, layer_state) in enumerate(zip(self.model.layers, state.layers)):
+            x = layer(x, cos, sin, layer_state, plan, self.kernels, last_only=i == final)
         kv_len.add_(t).clamp_(max=self.config.kv_capacity)
         state.counters["tokens_seen"].add_(t)
         last = self.model.norm(x[:, -1], self.kernels)

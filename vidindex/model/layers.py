@@ -162,11 +162,15 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
 
-    def forward(self, x, cos, sin, layer_state, plan, kernels):
+    def forward(self, x, cos, sin, layer_state, plan, kernels, last_only: bool = False):
+        """last_only: return the last position only. The mixer still reads every token (its state
+        needs them), but the MLP runs on the last one: the last layer's other outputs feed nothing."""
         h = self.input_layernorm(x, kernels)
         if self.is_attention:
             h = self.self_attn(h, cos, sin, layer_state, plan, kernels)
         else:
             h = self.self_attn(h, layer_state, kernels)
         x = x + h
+        if last_only:
+            x = x[:, -1:]
         return x + self.mlp(self.post_attention_layernorm(x, kernels), kernels)

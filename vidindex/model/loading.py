@@ -23,7 +23,7 @@ from .float8 import quantize_float8
 from .infinitevl import InfiniteVL
 from .kernels import select_kernels
 from .prompts import check_special_tokens
-from .vision import reset_rotary_buffers
+from .vision import pad_mlp_width, reset_rotary_buffers
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ def load_model(
     model.to(dtype)
     reset_rotary_buffers(model.visual, device)
     model.requires_grad_(False).eval()
+    pad_mlp_width(model.visual)
     if float8:
         quantize_float8(model)
 

@@ -90,6 +90,8 @@ class StreamState:
 
     def select(self, index: torch.Tensor | list[int]) -> "StreamState":
         """A copy holding the streams at `index`, in that order."""
+        if isinstance(index, list) and index == list(range(self.batch_size)):
+            return self.clone()  # no index to copy to the device (a copy that waits for the GPU)
         index = torch.as_tensor(index, device=self.counters["kv_len"].device)
         return self.map(lambda t: t.index_select(0, index))
 

@@ -33,7 +33,7 @@ from .errors import FrameError, SnapshotError
 from .graphs import forward_tokens, graph_lock
 from .prompts import encode, question_text
 from .state import StreamState
-from .vision import frames_to_device, frames_to_tensor
+from .vision import frames_to_tensor, host_to_device
 
 SNAPSHOT_FORMAT = "vidindex-stream/1"
 
@@ -43,6 +43,7 @@ class Stream:
         self.model = model
         self.state = state
         self._digest_check = None  # set by from_bytes(sha256=...) until verify() passes
+        self._host = None  # host copies of the counters feed checks (see _host_counters)
 
     @property
     def batch_size(self) -> int:
@@ -71,26 +72,36 @@ class Stream:
         frames, ts = self._check_inputs(frames, timestamps)
         n = ts.shape[1]
         m = self.model
-        # The vision tower needs no state: its work is queued before the check below waits for
-        # the previous feed, so the GPU goes on to it without a gap.
+        host = self._host_counters()
+        if (ts[:, 0] <= host["last_timestamp"]).any():
+            raise FrameError("timestamps: first new timestamp must come after the last one fed "
+                             f"({host['last_timestamp'].tolist()})")
+        # Nothing below waits for the GPU: the host queues this feed and goes on to prepare the
+        # next one while the GPU works.
         embeds = m.embed_frames(frames.reshape(B * n, *frames.shape[2:]))
-        last = self.state.counters["last_timestamp"].cpu()
-        if (ts[:, 0] <= last).any():
-            raise FrameError(f"timestamps: first new timestamp must come after the last one fed ({last.tolist()})")
-        ts = ts.to(m.device)
         self._open_vision_spans()
         embeds = embeds.reshape(B, n * m.tokens_per_frame, -1)
-        positions = self._frame_positions(ts)
+        ts_on_device = host_to_device(ts, m.device)
+        positions = self._frame_positions(ts_on_device)
         logits = forward_tokens(m, embeds, positions, self.state)
         c = self.state.counters
         c["next_pos"].copy_(torch.maximum(c["next_pos"], positions.amax(dim=(0, 2)) + 1))
         c["frames_seen"].add_(n)
-        c["last_timestamp"].copy_(ts[:, -1])
+        c["last_timestamp"].copy_(ts_on_device[:, -1])
+        host["last_timestamp"] = ts[:, -1].clone()
         return logits
 
+    def _host_counters(self) -> dict[str, torch.Tensor]:
+        """Host copies of the counters a feed checks (last timestamps, open vision spans), read
+        from the device once per Stream object and then kept by feed: reading them each feed
+        would make the host wait for the GPU to finish the previous feed."""
+        if self._host is None:
+            c = self.state.counters
+            self._host = {"last_timestamp": c["last_timestamp"].cpu(), "vision_open": (c["vision_base"] >= 0).cpu()}
+        return self._host
+
     def _check_inputs(self, frames, timestamps):
-        """Checked (uint8 frames [B, N, H, W, 3] on their way to the device, float64 timestamps
-        [B, N] on the host)."""
+        """Checked uint8 frames [B, N, H, W, 3] and float64 timestamps [B, N], on the host."""
         B = self.batch_size
         if B == 1:
             frames = frames_to_tensor(frames)[None]
@@ -109,9 +120,7 @@ class Stream:
             raise FrameError("timestamps: must be finite seconds >= 0")
         if (ts[:, 1:] <= ts[:, :-1]).any():
             raise FrameError("timestamps: must increase strictly within a feed")
-        # The frames go to the device before the check of the last timestamp waits for the GPU,
-        # so their copy is queued behind the previous feed's work rather than after it.
-        return frames_to_device(frames, self.model.device), ts
+        return frames, ts
 
     def _frame_positions(self, ts: torch.Tensor) -> torch.Tensor:
         """[3, B, N * tokens_per_frame] positions for frames at times ts [B, N]."""
@@ -130,13 +139,16 @@ class Stream:
 
     def _open_vision_spans(self) -> None:
         """Streams without an open vision span get `<|vision_start|>` first."""
-        closed = (self.state.counters["vision_base"] < 0).nonzero().flatten()
+        host = self._host_counters()
+        closed = (~host["vision_open"]).nonzero().flatten()
         if len(closed) == 0:
             return
         ids = [self.model.config.vision_start_token_id]
         self._prefill_each(closed.tolist(), [ids] * len(closed))
         c = self.state.counters
-        c["vision_base"].index_copy_(0, closed, c["next_pos"].index_select(0, closed))
+        on_device = host_to_device(closed, self.model.device)
+        c["vision_base"].index_copy_(0, on_device, c["next_pos"].index_select(0, on_device))
+        host["vision_open"][closed] = True
 
     def _prefill_each(self, index: list[int], token_lists: list[list[int]], state: StreamState | None = None):
         """Feed text tokens to the streams at `index` (each its own list), one stream at a time
@@ -150,13 +162,15 @@ class Stream:
         for length, members in groups.items():
             slots = [index[k] for k in members]
             sub = state if slots == list(range(state.batch_size)) else state.select(slots)
-            ids = torch.tensor([token_lists[k] for k in members], device=m.device)
+            ids = host_to_device(torch.tensor([token_lists[k] for k in members]), m.device)
             start = sub.counters["next_pos"]
             pos = start[:, None] + torch.arange(length, device=m.device)[None]
             out = forward_tokens(m, m.embed_tokens(ids), pos[None].expand(3, -1, -1), sub)
             sub.counters["next_pos"].add_(length)
             if sub is not state:
                 state.assign(slots, sub)
+            if len(groups) == 1:
+                return out  # members are all of index, in order
             logits[members] = out
         return logits
 
@@ -172,35 +186,42 @@ class Stream:
         questions = [question] * len(index) if isinstance(question, str) else list(question)
         if len(questions) != len(index):
             raise ValueError(f"ask: got {len(questions)} questions for {len(index)} streams")
+        vision_open = self._host_counters()["vision_open"][index].tolist()
         branch = self.state.select(index)  # a copy: the branch
         with graph_lock(self.model):  # the decode graph holds the branch for all its steps
-            tokens = self._generate(branch, questions, max_new_tokens)
+            tokens = self._generate(branch, questions, vision_open, max_new_tokens)
         tok = self.model.tokenizer
         answers = [tok.decode(t, skip_special_tokens=True).strip() for t in tokens]
         return answers[0] if isinstance(question, str) and len(index) == 1 else answers
 
-    def _generate(self, branch: StreamState, questions: list[str], max_new_tokens: int) -> list[list[int]]:
+    def _generate(self, branch: StreamState, questions: list[str], vision_open: list[bool],
+                  max_new_tokens: int) -> list[list[int]]:
         m, cfg = self.model, self.model.config
         prompts = []
-        for i, q in enumerate(questions):
+        for q, is_open in zip(questions, vision_open):
             ids = encode(m.tokenizer, question_text(q))
-            if branch.counters["vision_base"][i] >= 0:
-                ids = [cfg.vision_end_token_id] + ids
-            prompts.append(ids)
+            prompts.append([cfg.vision_end_token_id] + ids if is_open else ids)
         logits = self._prefill_each(list(range(len(prompts))), prompts, state=branch)
         out: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         step = None
-        for _ in range(max_new_tokens):
-            nxt = logits.argmax(-1)
-            for i, t in enumerate(nxt.tolist()):
+        nxt = logits.argmax(-1)
+        read = _to_host(nxt)
+        for k in range(max_new_tokens):
+            # The next step is queued before this token is read, so the GPU does not wait for
+            # the host between steps. A step queued after the last token is wasted, not wrong:
+            # it runs on the branch.
+            if k + 1 < max_new_tokens:
+                step = step or decoder_for(m, branch)
+                following = step(nxt).argmax(-1)
+                read_following = _to_host(following)
+            for i, t in enumerate(read()):
                 done[i] = done[i] or t == cfg.eos_token_id
                 if not done[i]:
                     out[i].append(t)
-            if all(done):
+            if all(done) or k + 1 == max_new_tokens:
                 break
-            step = step or decoder_for(m, branch)
-            logits = step(nxt)
+            nxt, read = following, read_following
         return out
 
     # Snapshots --------------------------------------------------------------------------
@@ -289,6 +310,23 @@ class Stream:
 
 
 _hasher_pool: ThreadPoolExecutor | None = None
+
+
+def _to_host(t: torch.Tensor):
+    """Start copying t to the host; returns a function that waits for the copy alone (not for
+    work queued after it) and gives t as a list."""
+    if not t.is_cuda:
+        return t.tolist
+    buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    buf.copy_(t, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def wait():
+        copied.synchronize()
+        return buf.tolist()
+
+    return wait
 
 
 def _hashers() -> ThreadPoolExecutor:

@@ -101,7 +101,7 @@ def random_model(cfg: ModelConfig, device, dtype=torch.bfloat16, seed: int = 0, 
     benchmarks at full size, where no checkpoint is needed)."""
     from .kernels import select_kernels
     from .loading import build_empty
-    from .vision import reset_rotary_buffers
+    from .vision import pad_mlp_width, reset_rotary_buffers
 
     model = build_empty(cfg, frame_size)
     model.to_empty(device=device)
@@ -112,6 +112,7 @@ def random_model(cfg: ModelConfig, device, dtype=torch.bfloat16, seed: int = 0, 
     model.to(dtype)
     reset_rotary_buffers(model.visual, device)
     model.requires_grad_(False).eval()
+    pad_mlp_width(model.visual)
     model.kernels = select_kernels(device)
     model.tokenizer = build_tokenizer()
     return model

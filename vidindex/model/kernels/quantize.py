@@ -6,8 +6,9 @@ absolute maximum and writes the float8 row and its scale. Compiled from the refe
 bandwidth. The gated form quantizes silu(a + bias_a) * (b + bias_b), the input of an MLP's
 down projection, in the same pass, so that product is never written in bf16.
 
-The arithmetic is the reference's: fp32, scale = max(amax, 1e-12) / 448, correctly rounded
-division, clamp, round to nearest even.
+The arithmetic is the reference's, rounding for rounding: fp32, amax = max(|x|, 1e-12),
+x * ((1 / amax) * 448) with the division correctly rounded, clamp, round to nearest even;
+scale = amax * (1 / 448).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ def _quantize_rows_kernel(a_ptr, b_ptr, bias_a_ptr, bias_b_ptr, out_ptr, scale_p
             x += tl.load(bias_a_ptr + cols, mask=inside, other=0.0).to(tl.float32)
             y += tl.load(bias_b_ptr + cols, mask=inside, other=0.0).to(tl.float32)
         x = tl.where(inside, x * tl.sigmoid(x) * y, 0.0)
-    scale = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12) / FLOAT8_MAX
-    q = tl.clamp(tl.math.div_rn(x, scale), -FLOAT8_MAX, FLOAT8_MAX)
+    amax = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12)
+    inverse = tl.math.div_rn(tl.full((), 1.0, tl.float32), amax) * FLOAT8_MAX
+    q = tl.clamp(x * inverse, -FLOAT8_MAX, FLOAT8_MAX)
     tl.store(out_ptr + row * stride_out + cols, q.to(tl.float8e4nv), mask=cols < K_OUT)
-    tl.store(scale_ptr + row, scale)
+    tl.store(scale_ptr + row, amax * (1.0 / 448.0))
 
 
 def quantize_rows_cuda(a: torch.Tensor, b: torch.Tensor | None, bias_a: torch.Tensor | None,

