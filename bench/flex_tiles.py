@@ -12,6 +12,10 @@ from gpu_timing import Results, cuda_time
 
 from vidindex.model.kernels import window_attention
 
+def rel(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+
+
 FLEX_OPTIONS = [
     None,
     {"BLOCK_M": 128, "BLOCK_N": 64, "num_warps": 4, "num_stages": 3},

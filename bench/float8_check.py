@@ -12,7 +12,7 @@ import torch
 from gpu_timing import Results, cuda_time
 from torch import nn
 
-from vidindex.model.float8 import Float8Linear, quantize_rows, silu_mul_rows
+from vidindex.model.float8 import Float8Linear, add_norm_rows, quantize_rows, silu_mul_rows
 from vidindex.model.kernels import compiled_fn
 from vidindex.model.kernels.quantize import quantize_rows_cuda
 
@@ -57,6 +57,24 @@ def check_quantize(res):
         })
 
 
+def check_add_norm(res):
+    """The one-pass residual add + RMS norm + quantization against the reference, vision and decoder widths."""
+    for m, k, pad in ((32768, 1280, 0), (8192, 2048, 0)):
+        x, delta = (torch.randn(m, k, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        bias = torch.randn(k, device="cuda", dtype=torch.bfloat16)
+        weight = (torch.rand(k, device="cuda") + 0.5).to(torch.bfloat16)
+        with torch.inference_mode():
+            rt, r8, rs = add_norm_rows(x, delta, bias, weight, 1e-6, pad)
+            fast = lambda: torch.ops.vidindex.add_norm_quantize(x, delta, bias, weight, 1e-6, pad)  # noqa: E731
+            ft, f8, fs = fast()
+            seconds = cuda_time(fast, reps=20)
+        res.put(f"add_norm_quantize_{m}x{k}", {
+            "sums_equal": bool(torch.equal(rt, ft)), "float8_mismatches": int((r8.float() != f8.float()).sum()),
+            "max_abs_diff_dequantized": float((r8.float() * rs - f8.float() * fs).abs().max()),
+            "gb_s": x.numel() * 7 / seconds / 1e9,  # reads x, delta; writes the sum and float8
+        })
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
@@ -64,6 +82,7 @@ def main():
     res.put("device", torch.cuda.get_device_name())
     torch.manual_seed(0)
     check_quantize(res)
+    check_add_norm(res)
     for m, k, n in SHAPES:
         layer = nn.Linear(k, n, bias=False, device="cuda", dtype=torch.bfloat16)
         f8 = Float8Linear(layer)

@@ -31,6 +31,12 @@ DECODE_WORKERS = max(1, min(16, (os.cpu_count() or 2) - 1))
 # decoder covers 448x448 30 fps video ~3x faster than an H100 model takes its 1 frame/s.
 SEGMENT_SECONDS = 1.5
 SEGMENT_GROWTH = 1.5
+# After the first feed, a part fed before the next one is ready goes in multiples of this many
+# frames, the rest waits for the next part (the model is busy with the earlier feeds meanwhile):
+# the model runs 8 frames as one compiled vision call and one graphed forward, while an odd
+# count pads the vision call with blank frames and runs the decoder's remainder one frame at a
+# time (vision.COMPILED_FRAME_COUNTS, graphs.CHUNK_FRAMES).
+EARLY_FEED_MULTIPLE = 8
 
 _pool: ProcessPoolExecutor | None = None
 
@@ -101,8 +107,10 @@ class Replay:
 
     def feed(self, stream, batch: int) -> int:
         """Feed the frames after the stream's last one, up to `batch` per feed; returns how many.
-        Frames are fed as soon as their part is decoded when the next part is not ready yet,
-        so the model never waits for a full batch. Raises VideoError for an unreadable video."""
+        Frames are fed as soon as their part is decoded when the next part is not ready yet
+        (after the first feed, in multiples of EARLY_FEED_MULTIPLE), so the model never waits
+        for a full batch.
+        Raises VideoError for an unreadable video."""
         last_fed = stream.last_timestamp[0]
         frames, times, fed = [], [], 0
         try:
@@ -117,8 +125,11 @@ class Replay:
                         frames, times = [], []
                 following = self.parts[i + 1] if i + 1 < len(self.parts) else None
                 if frames and following is not None and not following.done():
-                    fed += _feed(stream, frames, times)
-                    frames, times = [], []
+                    # The first feed takes what there is: the model has nothing else to do yet.
+                    whole = len(frames) - len(frames) % (min(EARLY_FEED_MULTIPLE, batch) if fed else 1)
+                    if whole:
+                        fed += _feed(stream, frames[:whole], times[:whole])
+                        frames, times = frames[whole:], times[whole:]
         finally:
             self.cancel()
         if frames:

@@ -8,8 +8,9 @@ from torch import nn
 
 from vidindex.model import Stream, load_model
 from vidindex.model.config import VisionConfig
-from vidindex.model.float8 import (FLOAT8, Float8Linear, quantize_float8, quantize_rows, shared_input,
-                                   silu_mul_input)
+from vidindex.model.float8 import (FLOAT8, Float8Linear, add_norm_input, quantize_float8, quantize_rows,
+                                   shared_input, silu_mul_input)
+from vidindex.model.kernels.elementwise import rms_norm
 from vidindex.model.tiny import TINY_FRAME_SIZE
 from vidindex.model.vision import build_vision_tower, encode_uniform_windows, preprocess
 
@@ -65,6 +66,21 @@ def test_the_gated_input_of_a_down_projection_is_quantized_with_its_product():
     assert torch.equal(got.rows.float(), rows.float()) and torch.equal(got.scale, scale) and got.lead == (2, 3)
     plain = silu_mul_input(a, b, nn.Linear(36, 20), bias_a, bias_b)
     torch.testing.assert_close(plain, torch.nn.functional.silu(a + bias_a) * (b + bias_b))
+
+
+def test_a_residual_add_and_norm_reach_a_float8_layer_quantized():
+    """add_norm_input: the residual stream x + (delta + bias), and its RMS norm as the next layer
+    takes it: quantized for a float8 layer (one pass on a GPU), the norm itself for a plain one."""
+    torch.manual_seed(3)
+    x, delta = torch.randn(2, 5, 40), torch.randn(2, 5, 40)
+    bias, weight = torch.randn(40), torch.rand(40) + 0.5
+    layer = Float8Linear(nn.Linear(40, 24))
+    total, got = add_norm_input(x, delta, bias, weight, 1e-6, layer)
+    expected_total = x + (delta + bias)
+    assert torch.equal(total, expected_total)
+    assert torch.equal(layer(got), layer(rms_norm(expected_total, weight, 1e-6)))
+    plain_total, plain = add_norm_input(x, delta, bias, weight, 1e-6, nn.Linear(40, 24))
+    assert torch.equal(plain_total, expected_total) and torch.equal(plain, rms_norm(expected_total, weight, 1e-6))
 
 
 def test_quantize_rows_scales_each_row_to_the_float8_range():

@@ -71,7 +71,7 @@ def test_compiled_block_serves_every_block():
     compiled, vision._compiled_block = vision._compiled_block, torch.compile(vision._block, backend=counter,
                                                                               dynamic=False)
     try:
-        with torch.no_grad():
+        with torch.inference_mode():  # as Stream.feed runs it
             for n in (3, 5, 40):
                 pixels = preprocess(torch.randint(0, 256, (n, 112, 112, 3), dtype=torch.uint8), 112, vc, "cpu",
                                     torch.float32)

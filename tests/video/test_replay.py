@@ -81,6 +81,42 @@ def test_a_replay_decodes_before_it_is_fed(make_video):
     assert stream.times == [k / 2 for k in range(22)]
 
 
+class NotReadyYet:
+    """A decoded part that says it is not done yet (as if its decoder were still busy)."""
+
+    def __init__(self, part):
+        object.__setattr__(self, "part", part)
+
+    def done(self):
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self.part, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.part, name, value)
+
+
+def test_parts_fed_early_go_in_multiples_of_eight_after_the_first(make_video):
+    """A part fed while the next one is still decoding goes in whole multiples of 8 frames (the
+    model's smaller chunk), the rest waiting for the next part; but the first feed takes what
+    there is, as the model has nothing else to do."""
+    from concurrent.futures import wait
+
+    from vidindex.replay import Replay
+
+    path, _ = make_video("replay_multiples.mp4", seconds=12.0)
+    pending = Replay(path, fps=4.0, size=56, start_s=0.0, until_s=10.9, workers=4, segment_seconds=1.0)
+    wait(pending.parts, timeout=60)
+    pending.parts = [pending.parts[0]] + [NotReadyYet(part) for part in pending.parts[1:]]
+    with sample_frames(path, fps=4.0, size=56) as reader:
+        expected = [t for t, _ in reader if t <= 10.9]
+    stream = Recorder()
+    assert pending.feed(stream, batch=32) == len(expected) == 44
+    assert stream.feeds == [4, 8, 32]  # from parts of 4, 6, 9 and 25 frames
+    assert stream.times == expected
+
+
 def shared_blocks():
     return {name for name in os.listdir("/dev/shm") if name.startswith(replay_module.BLOCK_PREFIX)}
 

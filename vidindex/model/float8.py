@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels.elementwise import rms_norm
+
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max
 ALIGN = 16
@@ -47,7 +49,13 @@ def silu_mul_rows(a: torch.Tensor, b: torch.Tensor, bias_a=None, bias_b=None, pa
     return quantize_rows(F.silu(a) * b, pad)
 
 
-# On a GPU both run as one Triton pass (kernels/quantize.py), an op opaque to torch.compile.
+def add_norm_rows(x, delta, bias, weight, eps: float, pad: int = 0):
+    """(s = x + (delta + bias), then quantize_rows(rms_norm(s) * weight)): x, delta [M, K]."""
+    total = x + (delta + bias)
+    return (total, *quantize_rows(rms_norm(total, weight, eps), pad))
+
+
+# On a GPU each runs as one Triton pass (kernels/quantize.py), an op opaque to torch.compile.
 @torch.library.custom_op("vidindex::quantize_rows", mutates_args=(), device_types="cuda",
                          schema="(Tensor a, Tensor? b, Tensor? bias_a, Tensor? bias_b, int pad) -> (Tensor, Tensor)")
 def _quantize_rows_cuda(a, b, bias_a, bias_b, pad):
@@ -59,6 +67,20 @@ def _quantize_rows_cuda(a, b, bias_a, bias_b, pad):
 @_quantize_rows_cuda.register_fake
 def _(a, b, bias_a, bias_b, pad):
     return a.new_empty(a.shape[0], a.shape[1] + pad, dtype=FLOAT8), a.new_empty(a.shape[0], 1, dtype=torch.float32)
+
+
+@torch.library.custom_op("vidindex::add_norm_quantize", mutates_args=(), device_types="cuda")
+def _add_norm_quantize_cuda(x: torch.Tensor, delta: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor,
+                            eps: float, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from .kernels.quantize import add_norm_quantize_cuda
+
+    return add_norm_quantize_cuda(x, delta, bias, weight, eps, pad)
+
+
+@_add_norm_quantize_cuda.register_fake
+def _(x, delta, bias, weight, eps, pad):
+    return (torch.empty_like(x), x.new_empty(x.shape[0], x.shape[1] + pad, dtype=FLOAT8),
+            x.new_empty(x.shape[0], 1, dtype=torch.float32))
 
 
 def _quantize(x: torch.Tensor, pad: int):
@@ -140,6 +162,19 @@ def silu_mul_input(a: torch.Tensor, b: torch.Tensor, layer: nn.Module, bias_a=No
     else:
         rows, scale = silu_mul_rows(a2, b2, bias_a, bias_b, pad)
     return QuantizedInput(rows, scale, a.shape[:-1], a.dtype)
+
+
+def add_norm_input(x: torch.Tensor, delta: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor, eps: float,
+                   layer: nn.Module):
+    """(s = x + (delta + bias), rms_norm(s) * weight as `layer` takes it): the residual stream and
+    the next layer's input. For a float8 layer on a GPU the sum, the norm and the quantization
+    are one pass over memory."""
+    if not isinstance(layer, Float8Linear):
+        total = x + (delta + bias)
+        return total, rms_norm(total, weight, eps)
+    args = (x.reshape(-1, x.shape[-1]), delta.reshape(-1, x.shape[-1]), bias, weight, eps, _padding(layer.in_features))
+    total, rows, scale = torch.ops.vidindex.add_norm_quantize(*args) if x.is_cuda else add_norm_rows(*args)
+    return total.view(x.shape), QuantizedInput(rows, scale, x.shape[:-1], x.dtype)
 
 
 def quantize_float8(model: nn.Module) -> nn.Module:

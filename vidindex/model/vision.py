@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import VisionConfig
 from .errors import FrameError
-from .float8 import project, silu_mul_input
+from .float8 import add_norm_input, project, silu_mul_input
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -209,35 +209,45 @@ def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int,
     frame_groups = (n, -1, cos.view(1, -1, hd), sin.view(1, -1, hd))
     window_groups = (windows, per_window, *(t.view(nw * nw, per_window, hd).repeat(n, 1, 1) for t in (cos, sin)))
     full = set(vc.fullatt_block_indexes)
+    # Each block hands on its MLP's output unadded; the next block adds it (and its bias) in the
+    # pass of its first norm, which reads x anyway.
+    delta = torch.zeros_like(x)
+    with torch.inference_mode(False):  # a plain tensor, like the biases after it: one compiled variant
+        bias = torch.zeros(C, device=x.device, dtype=x.dtype)
     for j, block in enumerate(tower.blocks):
         groups, length, c, s = frame_groups if j in full else window_groups
-        x = block_fn(block, x, c, s, groups, length, vc.num_heads, vc.hidden_act == "silu")
+        x, delta = block_fn(block, x, delta, bias, c, s, groups, length, vc.num_heads, vc.hidden_act == "silu")
+        bias = block.mlp.down_proj.bias.detach()
+    x = x + (delta + bias)
     y = tower.merger(x.reshape(-1, C))  # [n * units^2, out]
     y = y.view(n, nw, nw, we, we, -1).permute(0, 1, 3, 2, 4, 5)  # back to unit raster order
     return y.reshape(n, units * units, -1)
 
 
-def _block(block: nn.Module, x, cos, sin, groups: int, length: int, heads: int, silu: bool):
-    """One vision block on x [n, P, C], attention within `groups` groups of `length` tokens.
+def _block(block: nn.Module, x, delta, delta_bias, cos, sin, groups: int, length: int, heads: int, silu: bool):
+    """One vision block on x + (delta + delta_bias) [n, P, C] (the previous block's output added
+    here), attention within `groups` groups of `length` tokens. Returns (x, this block's MLP
+    output without its bias, for the next block to add).
 
     The matmuls run without their biases; each bias is added in the fused pass that follows
-    (rotary, residual, gate), instead of being broadcast into the matmul's output first."""
+    (rotary, residual and norm, gate), instead of being broadcast into the matmul's output first.
+    For float8 projections, each residual add, norm and quantization is one pass."""
     n, _, C = x.shape
     hd = C // heads
     attn, mlp = block.attn, block.mlp
-    h = block.norm1(x).view(groups, length, C)
-    qkv = project(h, attn.qkv) + attn.qkv.bias
-    q, k, v = qkv.view(*h.shape[:2], 3, heads, hd).unbind(2)
+    x, h = add_norm_input(x, delta, delta_bias, block.norm1.weight, block.norm1.variance_epsilon, attn.qkv)
+    qkv = (project(h, attn.qkv) + attn.qkv.bias).view(groups, length, 3, heads, hd)
+    q, k, v = qkv.unbind(2)
     q, k = (_rotate(t, cos, sin) for t in (q, k))
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    x = x + (project(out.transpose(1, 2).reshape(n, -1, C), attn.proj) + attn.proj.bias)
-    h = block.norm2(x)
+    out = project(out.transpose(1, 2).reshape(n, -1, C), attn.proj)
+    x, h = add_norm_input(x, out, attn.proj.bias, block.norm2.weight, block.norm2.variance_epsilon, mlp.gate_proj)
     gate, up = project(h, mlp.gate_proj), project(h, mlp.up_proj)
     if silu:  # Qwen2.5-VL's activation: fused with a float8 down projection's quantization
         hidden = silu_mul_input(gate, up, mlp.down_proj, mlp.gate_proj.bias, mlp.up_proj.bias)
     else:
         hidden = mlp.act_fn(gate + mlp.gate_proj.bias) * (up + mlp.up_proj.bias)
-    return x + (project(hidden, mlp.down_proj) + mlp.down_proj.bias)
+    return x, project(hidden, mlp.down_proj)
 
 
 def _rotate(t, cos, sin):

@@ -62,3 +62,44 @@ def quantize_rows_cuda(a: torch.Tensor, b: torch.Tensor | None, bias_a: torch.Te
         num_warps=num_warps or (16 if b is not None else 8),  # best measured on an H100 for the model's widths
     )
     return out, scale
+
+
+@triton.jit
+def _add_norm_quantize_kernel(x_ptr, delta_ptr, bias_ptr, weight_ptr, sum_ptr, out_ptr, scale_ptr, K, K_OUT, eps,
+                              stride_x, stride_d, stride_sum, stride_out, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < K
+    x = tl.load(x_ptr + row * stride_x + cols, mask=inside, other=0.0).to(tl.float32)
+    delta = tl.load(delta_ptr + row * stride_d + cols, mask=inside, other=0.0).to(tl.float32)
+    delta = (delta + tl.load(bias_ptr + cols, mask=inside, other=0.0).to(tl.float32)).to(sum_ptr.dtype.element_ty)
+    total = (x + delta.to(tl.float32)).to(sum_ptr.dtype.element_ty)
+    tl.store(sum_ptr + row * stride_sum + cols, total, mask=inside)
+    h = total.to(tl.float32)
+    h = (h * tl.math.rsqrt(tl.sum(h * h, axis=0) / K + eps)).to(sum_ptr.dtype.element_ty)
+    weight = tl.load(weight_ptr + cols, mask=inside, other=0.0)
+    y = (weight.to(tl.float32) * h.to(tl.float32)).to(sum_ptr.dtype.element_ty).to(tl.float32)
+    amax = tl.maximum(tl.max(tl.abs(y), axis=0), 1e-12)
+    inverse = tl.math.div_rn(tl.full((), 1.0, tl.float32), amax) * FLOAT8_MAX
+    q = tl.clamp(y * inverse, -FLOAT8_MAX, FLOAT8_MAX)
+    tl.store(out_ptr + row * stride_out + cols, q.to(tl.float8e4nv), mask=cols < K_OUT)
+    tl.store(scale_ptr + row, amax * (1.0 / 448.0))
+
+
+def add_norm_quantize_cuda(x: torch.Tensor, delta: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor,
+                           eps: float, pad: int):
+    """x, delta [M, K]; bias, weight [K] -> (s = x + (delta + bias) [M, K], and rms_norm(s) * weight
+    as float8 [M, K + pad] with zero padding and fp32 scales [M, 1]), in one pass."""
+    M, K = x.shape
+    total = torch.empty_like(x)
+    out = torch.empty(M, K + pad, device=x.device, dtype=torch.float8_e4m3fn)
+    scale = torch.empty(M, 1, device=x.device, dtype=torch.float32)
+    if M == 0:
+        return total, out, scale
+    x, delta = (t if t.stride(1) == 1 else t.contiguous() for t in (x, delta))
+    _add_norm_quantize_kernel[(M,)](
+        x, delta, bias, weight, total, out, scale, K, K + pad, eps,
+        x.stride(0), delta.stride(0), total.stride(0), out.stride(0),
+        BLOCK=triton.next_power_of_2(K + pad), num_warps=8,
+    )
+    return total, out, scale
