@@ -67,11 +67,11 @@ def test_last_layer_mlp_on_the_last_token_only(tiny_model):
     cos, sin = mrope_cos_sin(positions, m.config, embeds.dtype)
     plan = m.kernels.window_plan(full.counters["kv_len"], m.config.kv_capacity, embeds.shape[1], m.config.head_dim,
                                  embeds.dtype)
-    x = embeds
+    x, delta = embeds, None
     for layer, layer_state in zip(m.model.layers, full.layers):
-        x = layer(x, cos, sin, layer_state, plan, m.kernels)
-    assert x.shape[1] == embeds.shape[1]
-    expected = (m.model.norm(x[:, -1], m.kernels) @ m.model.embed_tokens.weight.T).float()
+        x, delta = layer(x, delta, cos, sin, layer_state, plan, m.kernels)
+    assert x.shape[1] == delta.shape[1] == embeds.shape[1]
+    expected = (m.model.norm((x + delta)[:, -1], m.kernels) @ m.model.embed_tokens.weight.T).float()
 
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
     a, b = state.tensors(), full.tensors()

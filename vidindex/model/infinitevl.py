@@ -87,13 +87,13 @@ class InfiniteVL(nn.Module):
         t = embeds.shape[1]
         cfg = self.config
         plan = self.kernels.window_plan(kv_len, cfg.kv_capacity, t, cfg.head_dim, embeds.dtype)
-        x = embeds
+        x, delta = embeds, None
         final = len(self.model.layers) - 1
         for i, (layer, layer_state) in enumerate(zip(self.model.layers, state.layers)):
-            x = layer(x, cos, sin, layer_state, plan, self.kernels, last_only=i == final)
+            x, delta = layer(x, delta, cos, sin, layer_state, plan, self.kernels, last_only=i == final)
         kv_len.add_(t).clamp_(max=self.config.kv_capacity)
         state.counters["tokens_seen"].add_(t)
-        last = self.model.norm(x[:, -1], self.kernels)
+        last = self.model.norm(x[:, -1] + delta[:, -1], self.kernels)
         return (last @ self.model.embed_tokens.weight.T).float()
 
     def new_state(self, batch: int = 1) -> StreamState:

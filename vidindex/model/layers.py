@@ -7,7 +7,6 @@ stream state in place (fixed-shape buffers allocated once), so a step never allo
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
@@ -36,11 +35,6 @@ class MLP(nn.Module):
         x = shared_input(x, self.gate_proj)
         hidden = silu_mul_input(self.gate_proj(x), self.up_proj(x), self.down_proj, silu_mul=kernels.silu_mul)
         return self.down_proj(hidden)
-
-
-def rotate_half(x):
-    a, b = x.chunk(2, dim=-1)
-    return torch.cat((-b, a), dim=-1)
 
 
 def mrope_cos_sin(positions: torch.Tensor, cfg: ModelConfig, dtype: torch.dtype):
@@ -85,9 +79,7 @@ class SlidingWindowAttention(nn.Module):
         q = self.q_proj(shared).view(B, T, -1, d)
         k = self.k_proj(shared).view(B, T, -1, d)
         v = self.v_proj(shared).view(B, T, -1, d)
-        c, s = cos[:, :, None], sin[:, :, None]
-        q = q * c + rotate_half(q) * s
-        k = k * c + rotate_half(k) * s
+        q, k = kernels.rotary(q, k, cos, sin)
         keys = torch.cat((layer_state["keys"], k), 1)
         values = torch.cat((layer_state["values"], v), 1)
         capacity = layer_state["keys"].shape[1]
@@ -143,8 +135,7 @@ class GatedDeltaNet(nn.Module):
         q = self.q_conv1d(self.q_proj(shared), layer_state["conv_q"], kernels).view(B, T, h, dk)
         k = self.k_conv1d(self.k_proj(shared), layer_state["conv_k"], kernels).view(B, T, h, dk)
         v = self.v_conv1d(self.v_proj(shared), layer_state["conv_v"], kernels).view(B, T, h, dv)
-        beta = torch.sigmoid(self.b_proj(x))
-        g = -self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
+        g, beta = kernels.delta_gates(self.a_proj(x), self.b_proj(x), self.A_log, self.dt_bias)
         o, new_state = kernels.gated_delta_rule(q, k, v, g, beta, layer_state["recurrent"])
         layer_state["recurrent"].copy_(new_state)
         # Gated RMSNorm per head over the value dims, in fp32.
@@ -162,15 +153,23 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
 
-    def forward(self, x, cos, sin, layer_state, plan, kernels, last_only: bool = False):
-        """last_only: return the last position only. The mixer still reads every token (its state
-        needs them), but the MLP runs on the last one: the last layer's other outputs feed nothing."""
-        h = self.input_layernorm(x, kernels)
+    def forward(self, x, delta, cos, sin, layer_state, plan, kernels, last_only: bool = False):
+        """The layer on x + delta, where delta is the previous layer's MLP output (None for the
+        first layer), added in the pass of this layer's first norm. Returns (x + delta plus the
+        mixer's output, this layer's MLP output), the latter for the next layer to add.
+
+        last_only: the last position only. The mixer still reads every token (its state needs
+        them), but the MLP runs on the last one: the last layer's other outputs feed nothing."""
+        if delta is None:
+            h = self.input_layernorm(x, kernels)
+        else:
+            x, h = kernels.add_rms_norm(x, delta, self.input_layernorm.weight, self.input_layernorm.eps)
         if self.is_attention:
             h = self.self_attn(h, cos, sin, layer_state, plan, kernels)
         else:
             h = self.self_attn(h, layer_state, kernels)
-        x = x + h
         if last_only:
-            x = x[:, -1:]
-        return x + self.mlp(self.post_attention_layernorm(x, kernels), kernels)
+            x, h = x[:, -1:], h[:, -1:]
+        norm = self.post_attention_layernorm
+        x, h = kernels.add_rms_norm(x, h, norm.weight, norm.eps)
+        return x, self.mlp(h, kernels)

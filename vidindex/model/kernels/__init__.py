@@ -53,6 +53,19 @@ class Kernels:
         fn = compiled_fn(elementwise.rms_norm) if self.name == "fast" else elementwise.rms_norm
         return fn(x, weight, eps)
 
+    def _fused(self, fn):
+        """fn compiled into fused passes on the fast path, else as written."""
+        return compiled_fn(fn) if self.name == "fast" else fn
+
+    def add_rms_norm(self, x, h, weight, eps: float):
+        return self._fused(elementwise.add_rms_norm)(x, h, weight, eps)
+
+    def rotary(self, q, k, cos, sin):
+        return self._fused(elementwise.rotary)(q, k, cos, sin)
+
+    def delta_gates(self, a, b, a_log, dt_bias):
+        return self._fused(elementwise.delta_gates)(a, b, a_log, dt_bias)
+
     def gated_rms_norm(self, o, gate, weight, eps: float, out_dtype):
         fn = compiled_fn(elementwise.gated_rms_norm) if self.name == "fast" else elementwise.gated_rms_norm
         return fn(o, gate, weight, eps, out_dtype)

@@ -18,6 +18,29 @@ def rms_norm(x, weight, eps: float):
     return weight * h.to(x.dtype)
 
 
+def add_rms_norm(x, h, weight, eps: float):
+    """(x + h, rms_norm(x + h)): a residual add and the norm that reads its result."""
+    total = x + h
+    return total, rms_norm(total, weight, eps)
+
+
+def rotate_half(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((-b, a), dim=-1)
+
+
+def rotary(q, k, cos, sin):
+    """Rotary embedding of q and k [B, T, H, D] by cos, sin [B, T, D], in their dtype."""
+    c, s = cos[:, :, None], sin[:, :, None]
+    return q * c + rotate_half(q) * s, k * c + rotate_half(k) * s
+
+
+def delta_gates(a, b, a_log, dt_bias):
+    """Gated DeltaNet's per-head gates from its a and b projections: the log decay
+    g = -exp(A_log) * softplus(a + dt_bias) in fp32, and the write strength beta = sigmoid(b)."""
+    return -a_log.float().exp() * F.softplus(a.float() + dt_bias.float()), torch.sigmoid(b)
+
+
 def gated_rms_norm(o, gate, weight, eps: float, out_dtype):
     """rmsnorm(o) * weight * silu(gate) over the last dim, in fp32 (Gated DeltaNet output)."""
     of = o.float()
