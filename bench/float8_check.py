@@ -1,7 +1,8 @@
 """Float8 linear layers on a GPU: the float8 matmul against the exact product of the quantized
 operands, and against the bf16 layer, at the 4B model's shapes; and their speed. The Triton
 quantize pass (plain and gated) against the reference quantize_rows, element for element, with
-its bandwidth and that of the reference compiled by torch.compile.
+its bandwidth and that of the reference compiled by torch.compile; and the one-pass residual
+add, RMS norm and quantization against add_norm_rows.
 
     python bench/float8_check.py [--out results.json]
 """

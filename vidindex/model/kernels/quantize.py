@@ -1,10 +1,13 @@
-"""Row-wise float8 quantization as one Triton kernel (CUDA; imported only there).
+"""Row-wise float8 quantization as Triton kernels (CUDA; imported only there).
 
 One program per row holds the whole row in registers: it reads the row once, takes its
 absolute maximum and writes the float8 row and its scale. Compiled from the reference
 (float8.quantize_rows), the same pass read each row twice and ran at ~35% of memory
 bandwidth. The gated form quantizes silu(a + bias_a) * (b + bias_b), the input of an MLP's
 down projection, in the same pass, so that product is never written in bf16.
+
+A second kernel takes a residual add and an RMS norm into the same pass (add_norm_quantize_cuda,
+reference float8.add_norm_rows): the vision blocks' inputs to their float8 projections.
 
 The arithmetic is the reference's, rounding for rounding: fp32, amax = max(|x|, 1e-12),
 x * ((1 / amax) * 448) with the division correctly rounded, clamp, round to nearest even;
