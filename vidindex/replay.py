@@ -109,8 +109,7 @@ class Replay:
         """Feed the frames after the stream's last one, up to `batch` per feed; returns how many.
         Frames are fed as soon as their part is decoded when the next part is not ready yet
         (after the first feed, in multiples of EARLY_FEED_MULTIPLE), so the model never waits
-        for a full batch.
-        Raises VideoError for an unreadable video."""
+        for a full batch. Raises VideoError for an unreadable video."""
         last_fed = stream.last_timestamp[0]
         frames, times, fed = [], [], 0
         try:

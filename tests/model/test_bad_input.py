@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidindex.model import TINY_FRAME_SIZE, FrameError, SnapshotError, load_model, write_tiny_checkpoint
+from vidindex.model import TINY_FRAME_SIZE, FrameError, SnapshotError, Stream, load_model, write_tiny_checkpoint
 
 from .conftest import make_frames
 
@@ -33,6 +33,22 @@ def test_malformed_timestamps_leave_the_stream_unchanged(tiny_model):
         with pytest.raises(FrameError, match=match):
             stream.feed(make_frames(2), ts)
     assert all(torch.equal(t, before[k]) for k, t in stream.state_tensors().items())
+
+
+def test_a_resumed_stream_checks_against_the_state_it_was_saved_with(tiny_model):
+    """A stream keeps host copies of the counters its feeds check; a stream made from saved
+    bytes starts them from its state: the timestamp check holds, its vision span is still open
+    (no second <|vision_start|>), and it goes on exactly as the original."""
+    stream = tiny_model.new_stream()
+    stream.feed(make_frames(2), [0.0, 1.0])
+    resumed = Stream.from_bytes(tiny_model, stream.to_bytes())
+    with pytest.raises(FrameError, match="after the last one"):
+        resumed.feed(make_frames(1), [1.0])
+    frames = make_frames(2, seed=5)
+    resumed.feed(frames, [1.5, 2.0])
+    stream.feed(frames, [1.5, 2.0])
+    a, b = stream.state_tensors(), resumed.state_tensors()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_corrupt_snapshot(tiny_model, tmp_path):

@@ -8,15 +8,20 @@ from vidindex.model.vision import (build_vision_tower, encode_uniform_windows, e
                                    preprocess, windows_are_uniform)
 
 
-@pytest.mark.parametrize("size,fullatt", [(224, (1, 3)), (56, (1,)), (112, (0,)), (448, (2,))])
-def test_batched_windows_match_the_tower(size, fullatt):
-    vc = VisionConfig(depth=4, hidden_size=32, num_heads=2, intermediate_size=48, fullatt_block_indexes=fullatt,
-                      out_hidden_size=24)
+def random_tower(vc):
     torch.manual_seed(0)
     tower = build_vision_tower(vc).eval()
     with torch.no_grad():
         for p in tower.parameters():
             p.normal_(0, 0.3)
+    return tower
+
+
+@pytest.mark.parametrize("size,fullatt", [(224, (1, 3)), (56, (1,)), (112, (0,)), (448, (2,))])
+def test_batched_windows_match_the_tower(size, fullatt):
+    vc = VisionConfig(depth=4, hidden_size=32, num_heads=2, intermediate_size=48, fullatt_block_indexes=fullatt,
+                      out_hidden_size=24)
+    tower = random_tower(vc)
     frames = torch.randint(0, 256, (3, size, size, 3), dtype=torch.uint8)
     pixels = preprocess(frames, size, vc, "cpu", torch.float32)
     assert windows_are_uniform(size, vc)
@@ -30,11 +35,7 @@ def test_padded_mlp_width_leaves_the_output_unchanged():
     """A 3420-wide MLP (the 4B tower's) padded to 3424: both forwards give what they gave."""
     vc = VisionConfig(depth=2, hidden_size=32, num_heads=2, intermediate_size=42, fullatt_block_indexes=(1,),
                       out_hidden_size=24)
-    torch.manual_seed(0)
-    tower = build_vision_tower(vc).eval()
-    with torch.no_grad():
-        for p in tower.parameters():
-            p.normal_(0, 0.3)
+    tower = random_tower(vc)
     pixels = preprocess(torch.randint(0, 256, (2, 56, 56, 3), dtype=torch.uint8), 56, vc, "cpu", torch.float32)
     with torch.no_grad():
         before = encode_with_tower(tower, pixels, 2, 56, vc), encode_uniform_windows(tower, pixels, 2, 56, vc)

@@ -25,7 +25,7 @@ from .kernels.elementwise import rms_norm
 
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max
-ALIGN = 16
+ALIGN = 16  # elements per matmul side for float8 (and 16-byte rows for bf16: vision.pad_mlp_width)
 KEEP = ("a_proj", "b_proj")  # layers left in the model's dtype, by name
 
 

@@ -205,23 +205,28 @@ class Stream:
         out: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
         step = None
+
+        def advance(ids):  # queue one decode step; (next tokens, their reader)
+            nonlocal step
+            step = step or decoder_for(m, branch)
+            following = step(ids).argmax(-1)
+            return following, _to_host(following)
+
         nxt = logits.argmax(-1)
         read = _to_host(nxt)
         for k in range(max_new_tokens):
-            # The next step is queued before this token is read, so the GPU does not wait for
-            # the host between steps. A step queued after the last token is wasted, not wrong:
-            # it runs on the branch.
-            if k + 1 < max_new_tokens:
-                step = step or decoder_for(m, branch)
-                following = step(nxt).argmax(-1)
-                read_following = _to_host(following)
+            final = k + 1 == max_new_tokens
+            # On a GPU the next step is queued before this token is read back, so the GPU does not
+            # wait for the host between steps. A step queued after the last token is wasted, not
+            # wrong: it runs on the branch.
+            ahead = advance(nxt) if nxt.is_cuda and not final else None
             for i, t in enumerate(read()):
                 done[i] = done[i] or t == cfg.eos_token_id
                 if not done[i]:
                     out[i].append(t)
-            if all(done) or k + 1 == max_new_tokens:
+            if all(done) or final:
                 break
-            nxt, read = following, read_following
+            nxt, read = ahead or advance(nxt)
         return out
 
     # Snapshots --------------------------------------------------------------------------

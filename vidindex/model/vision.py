@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import VisionConfig
 from .errors import FrameError
-from .float8 import add_norm_input, project, silu_mul_input
+from .float8 import ALIGN, add_norm_input, project, silu_mul_input
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -55,7 +55,8 @@ def host_to_device(t: torch.Tensor, device) -> torch.Tensor:
 @lru_cache(maxsize=None)
 def _clip_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """CLIP mean and std [1, 3, 1, 1] on the device, made once (each copy to a GPU waits for it)."""
-    return tuple(torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (CLIP_MEAN, CLIP_STD))
+    with torch.inference_mode(False):  # plain tensors, usable in any mode
+        return tuple(torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (CLIP_MEAN, CLIP_STD))
 
 
 def preprocess(frames: torch.Tensor, size: int, vc: VisionConfig, device, dtype) -> torch.Tensor:
@@ -95,9 +96,6 @@ def reset_rotary_buffers(tower: nn.Module, device) -> None:
     with torch.device("cpu"):
         fresh = type(rot)(tower.config) if hasattr(rot, "config") else type(rot)(rot.inv_freq.shape[0] * 4)
     tower.rotary_pos_emb = fresh.to(device)
-
-
-ALIGN = 16  # elements: a multiple of 16 bytes for bf16 rows, and float8 matmuls need 16
 
 
 def pad_mlp_width(tower: nn.Module) -> None:

@@ -49,13 +49,12 @@ class Kernels:
             return gated_delta.recurrent_reference(q, k, v, g, beta, state)
         return gated_delta.chunked_reference(q, k, v, g, beta, state)
 
-    def rms_norm(self, x, weight, eps: float):
-        fn = compiled_fn(elementwise.rms_norm) if self.name == "fast" else elementwise.rms_norm
-        return fn(x, weight, eps)
-
     def _fused(self, fn):
         """fn compiled into fused passes on the fast path, else as written."""
         return compiled_fn(fn) if self.name == "fast" else fn
+
+    def rms_norm(self, x, weight, eps: float):
+        return self._fused(elementwise.rms_norm)(x, weight, eps)
 
     def add_rms_norm(self, x, h, weight, eps: float):
         return self._fused(elementwise.add_rms_norm)(x, h, weight, eps)
@@ -67,11 +66,10 @@ class Kernels:
         return self._fused(elementwise.delta_gates)(a, b, a_log, dt_bias)
 
     def gated_rms_norm(self, o, gate, weight, eps: float, out_dtype):
-        fn = compiled_fn(elementwise.gated_rms_norm) if self.name == "fast" else elementwise.gated_rms_norm
-        return fn(o, gate, weight, eps, out_dtype)
+        return self._fused(elementwise.gated_rms_norm)(o, gate, weight, eps, out_dtype)
 
     def silu_mul(self, a, b):
-        return (compiled_fn(elementwise.silu_mul) if self.name == "fast" else elementwise.silu_mul)(a, b)
+        return self._fused(elementwise.silu_mul)(a, b)
 
     def short_conv(self, u, weight, conv_state):
         if self.name == "fast":
