@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels.elementwise import rms_norm
+from .kernels.elementwise import add_rms_norm
 
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max
@@ -51,8 +51,8 @@ def silu_mul_rows(a: torch.Tensor, b: torch.Tensor, bias_a=None, bias_b=None, pa
 
 def add_norm_rows(x, delta, bias, weight, eps: float, pad: int = 0):
     """(s = x + (delta + bias), then quantize_rows(rms_norm(s) * weight)): x, delta [M, K]."""
-    total = x + (delta + bias)
-    return (total, *quantize_rows(rms_norm(total, weight, eps), pad))
+    total, normed = add_rms_norm(x, delta + bias, weight, eps)
+    return (total, *quantize_rows(normed, pad))
 
 
 # On a GPU each runs as one Triton pass (kernels/quantize.py), an op opaque to torch.compile.
@@ -170,8 +170,7 @@ def add_norm_input(x: torch.Tensor, delta: torch.Tensor, bias: torch.Tensor, wei
     the next layer's input. For a float8 layer on a GPU the sum, the norm and the quantization
     are one pass over memory."""
     if not isinstance(layer, Float8Linear):
-        total = x + (delta + bias)
-        return total, rms_norm(total, weight, eps)
+        return add_rms_norm(x, delta + bias, weight, eps)
     args = (x.reshape(-1, x.shape[-1]), delta.reshape(-1, x.shape[-1]), bias, weight, eps, _padding(layer.in_features))
     total, rows, scale = torch.ops.vidindex.add_norm_quantize(*args) if x.is_cuda else add_norm_rows(*args)
     return total.view(x.shape), QuantizedInput(rows, scale, x.shape[:-1], x.dtype)

@@ -24,6 +24,22 @@ FLOAT8_MAX = tl.constexpr(448.0)
 
 
 @triton.jit
+def _store_quantized(x, out_row_ptr, scale_ptr, cols, K_OUT):
+    """Store the fp32 row x as float8 (the first K_OUT columns) and its scale."""
+    amax = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12)
+    inverse = tl.math.div_rn(tl.full((), 1.0, tl.float32), amax) * FLOAT8_MAX
+    q = tl.clamp(x * inverse, -FLOAT8_MAX, FLOAT8_MAX)
+    tl.store(out_row_ptr + cols, q.to(tl.float8e4nv), mask=cols < K_OUT)
+    tl.store(scale_ptr, amax * (1.0 / 448.0))
+
+
+def _float8_outputs(M: int, width: int, device):
+    """Empty float8 rows [M, width] and fp32 scales [M, 1]."""
+    return (torch.empty(M, width, device=device, dtype=torch.float8_e4m3fn),
+            torch.empty(M, 1, device=device, dtype=torch.float32))
+
+
+@triton.jit
 def _quantize_rows_kernel(a_ptr, b_ptr, bias_a_ptr, bias_b_ptr, out_ptr, scale_ptr,
                           K, K_OUT, stride_a, stride_b, stride_out,
                           GATED: tl.constexpr, BIAS: tl.constexpr, BLOCK: tl.constexpr):
@@ -37,11 +53,7 @@ def _quantize_rows_kernel(a_ptr, b_ptr, bias_a_ptr, bias_b_ptr, out_ptr, scale_p
             x += tl.load(bias_a_ptr + cols, mask=inside, other=0.0).to(tl.float32)
             y += tl.load(bias_b_ptr + cols, mask=inside, other=0.0).to(tl.float32)
         x = tl.where(inside, x * tl.sigmoid(x) * y, 0.0)
-    amax = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12)
-    inverse = tl.math.div_rn(tl.full((), 1.0, tl.float32), amax) * FLOAT8_MAX
-    q = tl.clamp(x * inverse, -FLOAT8_MAX, FLOAT8_MAX)
-    tl.store(out_ptr + row * stride_out + cols, q.to(tl.float8e4nv), mask=cols < K_OUT)
-    tl.store(scale_ptr + row, amax * (1.0 / 448.0))
+    _store_quantized(x, out_ptr + row * stride_out, scale_ptr + row, cols, K_OUT)
 
 
 def quantize_rows_cuda(a: torch.Tensor, b: torch.Tensor | None, bias_a: torch.Tensor | None,
@@ -49,8 +61,7 @@ def quantize_rows_cuda(a: torch.Tensor, b: torch.Tensor | None, bias_a: torch.Te
     """a [M, K] (or silu(a + bias_a) * (b + bias_b) when b is given) -> (float8 [M, K + pad]
     with zero padding, fp32 scales [M, 1])."""
     M, K = a.shape
-    out = torch.empty(M, K + pad, device=a.device, dtype=torch.float8_e4m3fn)
-    scale = torch.empty(M, 1, device=a.device, dtype=torch.float32)
+    out, scale = _float8_outputs(M, K + pad, a.device)
     if M == 0:
         return out, scale
     if a.stride(1) != 1:
@@ -82,11 +93,7 @@ def _add_norm_quantize_kernel(x_ptr, delta_ptr, bias_ptr, weight_ptr, sum_ptr, o
     h = (h * tl.math.rsqrt(tl.sum(h * h, axis=0) / K + eps)).to(sum_ptr.dtype.element_ty)
     weight = tl.load(weight_ptr + cols, mask=inside, other=0.0)
     y = (weight.to(tl.float32) * h.to(tl.float32)).to(sum_ptr.dtype.element_ty).to(tl.float32)
-    amax = tl.maximum(tl.max(tl.abs(y), axis=0), 1e-12)
-    inverse = tl.math.div_rn(tl.full((), 1.0, tl.float32), amax) * FLOAT8_MAX
-    q = tl.clamp(y * inverse, -FLOAT8_MAX, FLOAT8_MAX)
-    tl.store(out_ptr + row * stride_out + cols, q.to(tl.float8e4nv), mask=cols < K_OUT)
-    tl.store(scale_ptr + row, amax * (1.0 / 448.0))
+    _store_quantized(y, out_ptr + row * stride_out, scale_ptr + row, cols, K_OUT)
 
 
 def add_norm_quantize_cuda(x: torch.Tensor, delta: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor,
@@ -95,8 +102,7 @@ def add_norm_quantize_cuda(x: torch.Tensor, delta: torch.Tensor, bias: torch.Ten
     as float8 [M, K + pad] with zero padding and fp32 scales [M, 1]), in one pass."""
     M, K = x.shape
     total = torch.empty_like(x)
-    out = torch.empty(M, K + pad, device=x.device, dtype=torch.float8_e4m3fn)
-    scale = torch.empty(M, 1, device=x.device, dtype=torch.float32)
+    out, scale = _float8_outputs(M, K + pad, x.device)
     if M == 0:
         return total, out, scale
     x, delta = (t if t.stride(1) == 1 else t.contiguous() for t in (x, delta))
