@@ -8,8 +8,8 @@ from torch import nn
 
 from vidindex.model import Stream, load_model
 from vidindex.model.config import VisionConfig
-from vidindex.model.float8 import (FLOAT8, Float8Linear, add_norm_input, quantize_float8, quantize_rows,
-                                   shared_input, silu_mul_input)
+from vidindex.model.float8 import (FEW_ROWS, FLOAT8, Float8Linear, QuantizedInput, add_norm_input,
+                                   quantize_float8, quantize_rows, shared_input, silu_mul_input)
 from vidindex.model.kernels.elementwise import rms_norm
 from vidindex.model.tiny import TINY_FRAME_SIZE
 from vidindex.model.vision import build_vision_tower, encode_uniform_windows, preprocess
@@ -46,9 +46,9 @@ def test_a_shared_input_is_quantized_once_for_layers_that_read_it():
     result each would get alone; plain layers take x itself."""
     torch.manual_seed(1)
     a, b = Float8Linear(nn.Linear(40, 24)), Float8Linear(nn.Linear(40, 72, bias=False))
-    x = torch.randn(2, 5, 40)
+    x = torch.randn(4, 5, 40)
     shared = shared_input(x, a)
-    assert shared.rows.dtype == FLOAT8 and shared.lead == (2, 5)
+    assert shared.rows.dtype == FLOAT8 and shared.lead == (4, 5)
     assert torch.equal(a(shared), a(x)) and torch.equal(b(shared), b(x))
     plain = nn.Linear(40, 8)
     assert shared_input(x, plain) is x
@@ -59,11 +59,11 @@ def test_the_gated_input_of_a_down_projection_is_quantized_with_its_product():
     its fp32 product (what the fused GPU pass computes), and a plain layer as the product."""
     torch.manual_seed(2)
     down = Float8Linear(nn.Linear(36, 20))
-    a, b = torch.randn(2, 3, 36), torch.randn(2, 3, 36)
+    a, b = torch.randn(4, 5, 36), torch.randn(4, 5, 36)
     bias_a, bias_b = torch.randn(36), torch.randn(36)
     got = silu_mul_input(a, b, down, bias_a, bias_b)
-    rows, scale = quantize_rows((torch.nn.functional.silu(a + bias_a) * (b + bias_b)).reshape(6, 36), pad=12)
-    assert torch.equal(got.rows.float(), rows.float()) and torch.equal(got.scale, scale) and got.lead == (2, 3)
+    rows, scale = quantize_rows((torch.nn.functional.silu(a + bias_a) * (b + bias_b)).reshape(20, 36), pad=12)
+    assert torch.equal(got.rows.float(), rows.float()) and torch.equal(got.scale, scale) and got.lead == (4, 5)
     plain = silu_mul_input(a, b, nn.Linear(36, 20), bias_a, bias_b)
     torch.testing.assert_close(plain, torch.nn.functional.silu(a + bias_a) * (b + bias_b))
 
@@ -72,7 +72,7 @@ def test_a_residual_add_and_norm_reach_a_float8_layer_quantized():
     """add_norm_input: the residual stream x + (delta + bias), and its RMS norm as the next layer
     takes it: quantized for a float8 layer (one pass on a GPU), the norm itself for a plain one."""
     torch.manual_seed(3)
-    x, delta = torch.randn(2, 5, 40), torch.randn(2, 5, 40)
+    x, delta = torch.randn(4, 5, 40), torch.randn(4, 5, 40)
     bias, weight = torch.randn(40), torch.rand(40) + 0.5
     layer = Float8Linear(nn.Linear(40, 24))
     total, got = add_norm_input(x, delta, bias, weight, 1e-6, layer)
@@ -81,6 +81,24 @@ def test_a_residual_add_and_norm_reach_a_float8_layer_quantized():
     assert torch.equal(layer(got), layer(rms_norm(expected_total, weight, 1e-6)))
     plain_total, plain = add_norm_input(x, delta, bias, weight, 1e-6, nn.Linear(40, 24))
     assert torch.equal(plain_total, expected_total) and torch.equal(plain, rms_norm(expected_total, weight, 1e-6))
+
+
+def test_an_input_of_few_rows_meets_the_float8_weight_unquantized():
+    """Up to FEW_ROWS rows (decode steps, short prompts), the input is not quantized: the layer
+    gives x @ (its dequantized weight)^T in fp32, and nothing upstream quantizes it either."""
+    torch.manual_seed(4)
+    layer = Float8Linear(nn.Linear(40, 24))
+    down = Float8Linear(nn.Linear(36, 20, bias=False))
+    for lead in [(1, 1), (2, 8)]:
+        x = torch.randn(*lead, 40)
+        assert shared_input(x, layer) is x
+        exact = x @ layer.dequantized_weight().T + layer.bias
+        torch.testing.assert_close(layer(x), exact, atol=1e-5, rtol=1e-5)
+        a, b = torch.randn(*lead, 36), torch.randn(*lead, 36)
+        torch.testing.assert_close(silu_mul_input(a, b, down), torch.nn.functional.silu(a) * b)
+    more = torch.randn(FEW_ROWS + 1, 40)
+    assert isinstance(shared_input(more, layer), QuantizedInput)
+    assert not torch.allclose(layer(more), more @ layer.dequantized_weight().T + layer.bias, atol=1e-5, rtol=1e-5)
 
 
 def test_quantize_rows_scales_each_row_to_the_float8_range():

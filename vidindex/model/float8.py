@@ -11,6 +11,10 @@ decay they set compounds over a whole video).
 
 The float8 matmul needs both sides of the weight in multiples of 16; other sizes are padded
 with zeros, which add nothing to the product.
+
+Inputs of at most FEW_ROWS rows (decode steps, short prompts) are not quantized: such a matmul
+is bound by reading the weight, not by arithmetic, so the float8 weight is widened and
+multiplied by the input as it is (few_rows_matmul; one Triton kernel on a GPU).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max
 ALIGN = 16  # elements per matmul side for float8 (and 16-byte rows for bf16: vision.pad_mlp_width)
 KEEP = ("a_proj", "b_proj")  # layers left in the model's dtype, by name
+FEW_ROWS = 16
 
 
 def quantize_rows(x: torch.Tensor, pad: int = 0):
@@ -83,6 +88,29 @@ def _(x, delta, bias, weight, eps, pad):
             x.new_empty(x.shape[0], 1, dtype=torch.float32))
 
 
+def few_rows_matmul(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, out_features: int) -> torch.Tensor:
+    """x [M, K] @ (weight * scale)^T in fp32, in x's dtype: weight float8 [N', K'] (zero-padded
+    to N' >= out_features, K' >= K), scale [1, N']."""
+    k = x.shape[-1]
+    return ((x.float() @ weight[:out_features, :k].float().t()) * scale[:, :out_features]).to(x.dtype)
+
+
+@torch.library.custom_op("vidindex::few_rows_matmul", mutates_args=(), device_types="cuda")
+def _few_rows_matmul_cuda(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, out_features: int) -> torch.Tensor:
+    from .kernels.few_rows import few_rows_matmul_cuda
+
+    return few_rows_matmul_cuda(x, weight, scale, out_features)
+
+
+@_few_rows_matmul_cuda.register_fake
+def _(x, weight, scale, out_features):
+    return x.new_empty(x.shape[0], out_features)
+
+
+def has_few_rows(x: torch.Tensor) -> bool:
+    return x.numel() <= FEW_ROWS * x.shape[-1]
+
+
 def _quantize(x: torch.Tensor, pad: int):
     # Inside a compiled region the reference fuses with the pass that produces x (a norm).
     if x.is_cuda and not torch.compiler.is_compiling():
@@ -106,8 +134,8 @@ class QuantizedInput(NamedTuple):
 
 def shared_input(x: torch.Tensor, layer: nn.Module):
     """x as `layer` and the layers like it that take the same x want it: quantized once for
-    float8 layers, else x itself."""
-    if not isinstance(layer, Float8Linear):
+    float8 layers (unless it has few rows), else x itself."""
+    if not isinstance(layer, Float8Linear) or has_few_rows(x):
         return x
     rows, scale = _quantize(x.reshape(-1, layer.in_features), _padding(layer.in_features))
     return QuantizedInput(rows, scale, x.shape[:-1], x.dtype)
@@ -128,6 +156,10 @@ class Float8Linear(nn.Module):
 
     def matmul(self, x: torch.Tensor | QuantizedInput) -> torch.Tensor:
         """x @ W^T without the bias, in x's dtype. x: a tensor, or shared_input's for this layer."""
+        if not isinstance(x, QuantizedInput) and has_few_rows(x):
+            x2 = x.reshape(-1, self.in_features)
+            few = torch.ops.vidindex.few_rows_matmul if x.is_cuda else few_rows_matmul
+            return few(x2, self.weight, self.weight_scale, self.out_features).reshape(*x.shape[:-1], self.out_features)
         q = x if isinstance(x, QuantizedInput) else shared_input(x, self)
         y = torch._scaled_mm(q.rows, self.weight.t(), scale_a=q.scale, scale_b=self.weight_scale, out_dtype=q.dtype)
         if y.shape[-1] != self.out_features:
@@ -150,8 +182,9 @@ class Float8Linear(nn.Module):
 def silu_mul_input(a: torch.Tensor, b: torch.Tensor, layer: nn.Module, bias_a=None, bias_b=None,
                    silu_mul=lambda a, b: F.silu(a) * b):
     """silu(a + bias_a) * (b + bias_b) as `layer` (an MLP's down projection) takes it: for a
-    float8 layer quantized in the same pass, else by `silu_mul` in a's dtype."""
-    if not isinstance(layer, Float8Linear):
+    float8 layer quantized in the same pass (unless it has few rows), else by `silu_mul` in a's
+    dtype."""
+    if not isinstance(layer, Float8Linear) or has_few_rows(a):
         if bias_a is not None:
             a, b = a + bias_a, b + bias_b
         return silu_mul(a, b)
