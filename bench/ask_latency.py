@@ -13,8 +13,8 @@ second thread while the frames are fed), feed every sampled frame up to T as it 
 snapshot interval (299 frames), T = snapshot + 150 s the median. Only the index lookups are
 left out (LanceDB, milliseconds).
 
-Also printed: the first feed and first ask of a fresh process (compilation and graph capture,
-unless the compile caches are warm), steady feed frames/s at 32 and 64 frames per feed with the
+Also printed: the warm-up of a fresh process (compilation and graph capture, as a service does
+when it loads a model), the first feed and ask after it, steady feed frames/s at 32 and 64 frames per feed with the
 share of the bf16 compute ceiling, the decoder's time for 64 frames eager and from CUDA graphs
 (and how far the graphed feed's logits and state are from eager's), decode ms per token eager
 and as a CUDA graph (tokens must be identical), and how far float8's logits and answer are
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from gpu_timing import Results, cuda_time, synced
 
-from vidindex.model import ModelConfig, Stream
+from vidindex.model import ModelConfig, Stream, warm_up
 from vidindex.model.decode import decoder_for, eager_step
 from vidindex.model import stream as stream_module
 from vidindex.model.float8 import quantize_float8
@@ -183,26 +183,32 @@ def profile_feed(model, path):
 
 
 def ask_as_of(model, snapshot, snapshot_sha256, video, ahead, phases, decoded_first=False):
-    """ask_at's model-side path: decoders start first, the snapshot loads (its sha256 checked on
-    a second thread while the frames are fed), the frames up to T are fed, the question is asked.
+    """ask_at's model-side path: decoders start first, the snapshot loads while the first frames
+    go through the vision tower (its sha256 checked on a second thread while the frames are
+    fed), the frames up to T are fed, the question is asked.
     decoded_first: wait until every part is decoded and handed over before feeding (a check of
     how much the hand-over of decoded parts costs the feeding thread)."""
     t0 = time.perf_counter()
     pending = Replay(video, fps=1.0, size=448, start_s=SNAPSHOT_AT, until_s=SNAPSHOT_AT + ahead)
+    done_at = phases["parts_decoded_at_s"] = [None] * len(pending.parts)  # when each part was ready
+    for i, part in enumerate(pending.parts):
+        part.add_done_callback(lambda _, i=i: done_at.__setitem__(i, round(time.perf_counter() - t0, 4)))
     if decoded_first:
         wait(pending.parts)
         t0 = time.perf_counter()
-    with open(snapshot, "rb") as f:
-        data = f.read()
-    phases["read_snapshot_s"] = time.perf_counter() - t0
-    st = Stream.from_bytes(model, data, snapshot, sha256=snapshot_sha256)
-    torch.cuda.synchronize()
-    phases["load_snapshot_s"] = time.perf_counter() - t0
-    t = time.perf_counter()
-    phases["frames_replayed"] = pending.feed(st, batch=32)
+
+    def load():  # on a thread, while the first frames go through the vision tower
+        with open(snapshot, "rb") as f:
+            data = f.read()
+        phases["read_snapshot_s"] = time.perf_counter() - t0
+        stream = Stream.from_bytes(model, data, snapshot, sha256=snapshot_sha256)
+        phases["load_snapshot_s"] = time.perf_counter() - t0
+        return stream
+
+    st, phases["frames_replayed"] = pending.feed_loaded(model, load, batch=32)
     st.verify()  # the digest check, which ran meanwhile (ask_at waits for it here too)
     torch.cuda.synchronize()
-    phases["replay_s"] = time.perf_counter() - t
+    phases["replay_s"] = time.perf_counter() - t0  # loading the snapshot included
     t = time.perf_counter()
     out = st.ask(QUESTION, max_new_tokens=16)
     torch.cuda.synchronize()
@@ -214,7 +220,10 @@ def measure(model, label, args, res, first):
     """Everything for one model: first calls, snapshot, steady feeding, decode, ask as of T."""
     put = lambda key, value: res.put(f"{label}.{key}", value)  # noqa: E731
     put("precision", model.precision)
-    # A fresh process: first feed and first ask pay for compiling (cold caches) or loading them.
+    # A fresh process pays for compiling (cold caches) or loading them, and for capturing CUDA
+    # graphs, once: in warm_up, as a service does when it loads a model (query.models.model_for).
+    _, dt = synced(lambda: warm_up(model))
+    put("warm_up_s", dt)
     s = model.new_stream()
     logits, dt = synced(lambda: s.feed(np.stack([f for _, f in first]), [t for t, _ in first]))
     put("first_feed_32_frames_s", dt)
@@ -255,15 +264,26 @@ def measure(model, label, args, res, first):
             phases["total_s"] = dt
             put(f"ask_at_T_{name}_rep{rep}", phases)
     feeds = []
-    feed = Stream.feed
+    originals = {"feed": Stream.feed, "feed_embedded": Stream.feed_embedded}
+    embed_frames = type(model).embed_frames
 
-    def logged_feed(self, frames, times):  # when each feed was entered and left, and its size
+    def logged_embed(self, frames):  # when the vision tower was entered and left, for how many
         t = time.perf_counter()
-        out = feed(self, frames, times)
-        feeds.append((round(t - t0, 4), round(time.perf_counter() - t0, 4), len(times)))
+        out = embed_frames(self, frames)
+        feeds.append(("embed", round(t - t0, 4), round(time.perf_counter() - t0, 4), len(frames)))
         return out
 
-    Stream.feed = logged_feed
+    def logged(name):  # when each feed was entered and left, and its size
+        def feed(self, frames, times):
+            t = time.perf_counter()
+            out = originals[name](self, frames, times)
+            feeds.append((name, round(t - t0, 4), round(time.perf_counter() - t0, 4), len(times)))
+            return out
+        return feed
+
+    for name in originals:
+        setattr(Stream, name, logged(name))
+    type(model).embed_frames = logged_embed
     try:
         for decoded_first in (False, True):
             phases, feeds[:] = {}, []
@@ -274,7 +294,9 @@ def measure(model, label, args, res, first):
                 {**phases, "wall_s": wall, "gpu_busy_s": busy, "feeds_in_out_frames": list(feeds),
                  "longest_gpu_idle": idle})
     finally:
-        Stream.feed = feed
+        for name, fn in originals.items():
+            setattr(Stream, name, fn)
+        type(model).embed_frames = embed_frames
     if args.profile:
         path = f"{args.profile}-{label}.txt"
         profile_feed(model, path)

@@ -7,6 +7,7 @@ import torch
 
 from vidindex.model.graphs import CHUNK_FRAMES, CHUNK_TOKENS, chunk_sizes, forward_in_chunks
 from vidindex.model.layers import mrope_cos_sin
+from vidindex.model.stream import warm_up_stream
 
 from .conftest import make_frames
 
@@ -78,3 +79,15 @@ def test_last_layer_mlp_on_the_last_token_only(tiny_model):
     for name in b:
         if "layers." in name:
             torch.testing.assert_close(a[name], b[name], atol=0, rtol=0, msg=lambda msg: f"{name}: {msg}")
+
+
+def test_warm_up_runs_each_captured_size(tiny_model):
+    """warm_up's scratch feed and prefill split into exactly one of each frame chunk and of each
+    text chunk: on a GPU, every graph a replay and an ask use is captured before the first ask."""
+    frames, text = sum(CHUNK_FRAMES), sum(CHUNK_TOKENS)
+    assert chunk_sizes(frames, CHUNK_FRAMES) == sorted(CHUNK_FRAMES, reverse=True)
+    assert chunk_sizes(text, CHUNK_TOKENS) == sorted(CHUNK_TOKENS, reverse=True)
+    stream = warm_up_stream(tiny_model)
+    assert stream.frames_seen == [frames]
+    vision_start = 1
+    assert stream.state.counters["tokens_seen"].item() == vision_start + frames * tiny_model.tokens_per_frame + text

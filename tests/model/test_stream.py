@@ -176,3 +176,24 @@ def test_a_state_copies_another_in_place(tiny_model):
     for name, t in target.tensors().items():
         assert torch.equal(t, before[name]) and t.data_ptr() == storage[name], name
         assert torch.equal(source.state_tensors()[name], before[name]), name
+
+
+def test_frames_fed_through_the_tower_beforehand_equal_frames_fed(tiny_model):
+    """feed_embedded(model.embed_frames(frames)) is feed(frames), checks included."""
+    from vidindex.model import FrameError
+
+    frames, times = make_frames(5, seed=8), np.arange(5) * 0.5
+    fed = tiny_model.new_stream()
+    logits = fed.feed(frames, times)
+    embedded = tiny_model.new_stream()
+    with torch.inference_mode():
+        embeds = tiny_model.embed_frames(torch.as_tensor(frames))
+    got = embedded.feed_embedded(embeds, times)
+    assert_same_state(fed, embedded, atol=0)
+    assert torch.equal(got, logits) and embedded.last_timestamp == fed.last_timestamp == [2.0]
+    with pytest.raises(FrameError, match="after the last one fed"):
+        embedded.feed_embedded(embeds[:1], [2.0])
+    with pytest.raises(FrameError, match="2 for 1 embedded frames"):
+        embedded.feed_embedded(embeds[:1], [3.0, 3.5])
+    with pytest.raises(FrameError, match="increase strictly"):
+        embedded.feed_embedded(embeds[:2], [4.0, 4.0])

@@ -1,11 +1,13 @@
 """Replay decodes parts of a range in worker processes and feeds them in order."""
 
 import os
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
+import torch
 
 from vidindex import replay as replay_module
 from vidindex.replay import replay, segment_bounds
@@ -173,3 +175,53 @@ def test_frames_come_back_through_the_pipe_where_there_is_no_shared_memory(make_
     times_again, piped = replay_module.decode_part(path, 2.0, 56, Fraction(0), Fraction(3))
     assert times_again == times and isinstance(piped, np.ndarray)
     assert piped.shape == (6, 56, 56, 3) and (replay_module._take_frames(piped, 6, 56) == from_file).all()
+
+
+def test_a_replay_starts_on_the_tower_while_its_stream_loads(make_video, tiny_model):
+    """feed_loaded: the stream is loaded on a thread while the first frames go through the
+    vision tower, then fed. The result equals feeding the loaded stream afterwards; frames the
+    loaded stream already holds (the snapshot's last) are not fed again."""
+    from vidindex.model import Stream
+    from vidindex.replay import Replay
+
+    size = tiny_model.frame_size
+    path, _ = make_video("replay_loaded.mp4", seconds=8.0)
+    base = tiny_model.new_stream()
+    assert replay(base, path, fps=2.0, size=size, start_s=0.0, until_s=2.0, batch=4, workers=2) == 5
+    data = base.to_bytes()
+    expected = Stream.from_bytes(tiny_model, data)
+    fed = replay(expected, path, fps=2.0, size=size, start_s=2.0, until_s=7.5, batch=4, workers=3,
+                 segment_seconds=1.0)
+    assert fed == 11  # 2.5 .. 7.5 s; the frame at 2.0 s is the snapshot's last
+
+    pending = Replay(path, fps=2.0, size=size, start_s=2.0, until_s=7.5, workers=3, segment_seconds=1.0)
+    loaded_on = []
+
+    def load():  # slow: every batch goes through the tower before the stream is there
+        loaded_on.append(threading.current_thread())
+        time.sleep(1.0)
+        return Stream.from_bytes(tiny_model, data)
+
+    stream, got = pending.feed_loaded(tiny_model, load, batch=4)
+    assert got == fed and loaded_on[0] is not threading.current_thread()
+    assert stream.last_timestamp == expected.last_timestamp == [7.5]
+    a, b = stream.state_tensors(), expected.state_tensors()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=0, msg=lambda m: f"{name}: {m}")
+
+
+def test_a_stream_that_fails_to_load_stops_the_replay(make_video, tiny_model):
+    from vidindex.model import SnapshotError
+    from vidindex.replay import Replay
+
+    path, _ = make_video("replay_load_fails.mp4", seconds=6.0)
+    before = shared_blocks()
+    pending = Replay(path, fps=2.0, size=tiny_model.frame_size, start_s=0.0, until_s=5.5, workers=3,
+                     segment_seconds=1.0)
+
+    def load():
+        raise SnapshotError("snap.safetensors: corrupt snapshot")
+
+    with pytest.raises(SnapshotError, match="corrupt snapshot"):
+        pending.feed_loaded(tiny_model, load, batch=4)
+    assert_none_left_beyond(before)

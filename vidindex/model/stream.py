@@ -30,7 +30,7 @@ from safetensors.torch import save as st_save
 
 from .decode import decoder_for
 from .errors import FrameError, SnapshotError
-from .graphs import forward_tokens, graph_lock
+from .graphs import CHUNK_FRAMES, CHUNK_TOKENS, forward_tokens, graph_lock
 from .prompts import encode, question_text
 from .state import StreamState
 from .vision import frames_to_tensor, host_to_device
@@ -55,7 +55,7 @@ class Stream:
 
     @property
     def last_timestamp(self) -> list[float]:
-        return self.state.counters["last_timestamp"].tolist()
+        return self._host_counters()["last_timestamp"].tolist()
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return self.state.tensors()
@@ -68,17 +68,29 @@ class Stream:
     def feed(self, frames, timestamps) -> torch.Tensor:
         """Feed N frames to each stream. B = 1: frames [N, H, W, 3], timestamps [N];
         B > 1: frames [B, N, H, W, 3], timestamps [B, N]. Returns next-token logits [B, vocab]."""
-        B = self.batch_size
         frames, ts = self._check_inputs(frames, timestamps)
-        n = ts.shape[1]
+        self._check_after_last(ts)
+        B, n = ts.shape
+        return self._feed_embedded(self.model.embed_frames(frames.reshape(B * n, *frames.shape[2:])), ts)
+
+    @torch.inference_mode()
+    def feed_embedded(self, embeds: torch.Tensor, timestamps) -> torch.Tensor:
+        """feed() for frames already through the vision tower, which needs no stream state:
+        embeds = model.embed_frames(frames) [N, tokens_per_frame, hidden], B = 1. A replay runs
+        its first frames through the tower while the snapshot it resumes is still loading."""
+        if self.batch_size != 1:
+            raise ValueError("feed_embedded: one stream only")
+        ts = self._check_times(torch.as_tensor(np.asarray(timestamps, dtype=np.float64)).reshape(1, -1))
+        if embeds.shape[0] != ts.shape[1]:
+            raise FrameError(f"timestamps: {ts.shape[1]} for {embeds.shape[0]} embedded frames")
+        self._check_after_last(ts)
+        return self._feed_embedded(embeds, ts)
+
+    def _feed_embedded(self, embeds: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        B, n = ts.shape
         m = self.model
-        host = self._host_counters()
-        if (ts[:, 0] <= host["last_timestamp"]).any():
-            raise FrameError("timestamps: first new timestamp must come after the last one fed "
-                             f"({host['last_timestamp'].tolist()})")
         # Nothing below waits for the GPU: the host queues this feed and goes on to prepare the
         # next one while the GPU works.
-        embeds = m.embed_frames(frames.reshape(B * n, *frames.shape[2:]))
         self._open_vision_spans()
         embeds = embeds.reshape(B, n * m.tokens_per_frame, -1)
         ts_on_device = host_to_device(ts, m.device)
@@ -88,8 +100,13 @@ class Stream:
         c["next_pos"].copy_(torch.maximum(c["next_pos"], positions.amax(dim=(0, 2)) + 1))
         c["frames_seen"].add_(n)
         c["last_timestamp"].copy_(ts_on_device[:, -1])
-        host["last_timestamp"] = ts[:, -1].clone()
+        self._host_counters()["last_timestamp"] = ts[:, -1].clone()
         return logits
+
+    def _check_after_last(self, ts: torch.Tensor) -> None:
+        last = self._host_counters()["last_timestamp"]
+        if (ts[:, 0] <= last).any():
+            raise FrameError(f"timestamps: first new timestamp must come after the last one fed ({last.tolist()})")
 
     def _host_counters(self) -> dict[str, torch.Tensor]:
         """Host copies of the counters a feed checks (last timestamps, open vision spans), read
@@ -116,11 +133,15 @@ class Stream:
             ts = torch.as_tensor(np.asarray(timestamps, dtype=np.float64))
         if ts.shape != frames.shape[:2]:
             raise FrameError(f"timestamps: shape {list(ts.shape)} does not match {frames.shape[1]} frames per stream")
+        return frames, self._check_times(ts)
+
+    @staticmethod
+    def _check_times(ts: torch.Tensor) -> torch.Tensor:
         if not torch.isfinite(ts).all() or (ts < 0).any():
             raise FrameError("timestamps: must be finite seconds >= 0")
         if (ts[:, 1:] <= ts[:, :-1]).any():
             raise FrameError("timestamps: must increase strictly within a feed")
-        return frames, ts
+        return ts
 
     def _frame_positions(self, ts: torch.Tensor) -> torch.Tensor:
         """[3, B, N * tokens_per_frame] positions for frames at times ts [B, N]."""
@@ -301,8 +322,12 @@ class Stream:
         if meta.get("frame_size") != model.frame_size:
             raise SnapshotError(f"{source}: snapshot used frame size {meta.get('frame_size')}, model uses {model.frame_size}")
         template = model.new_state(1).tensors()
-        _copy_tensors(data, source, template)
-        return cls(model, StreamState.from_tensors(template, model.config.num_hidden_layers))
+        counters = _copy_tensors(data, source, template, read_back=("last_timestamp", "vision_base"))
+        stream = cls(model, StreamState.from_tensors(template, model.config.num_hidden_layers))
+        # The host's copies of the counters a feed checks come from the bytes, not the device:
+        # a replay may have queued GPU work the copy waits behind (Replay.feed_loaded).
+        stream._host = {"last_timestamp": counters["last_timestamp"], "vision_open": counters["vision_base"] >= 0}
+        return stream
 
     @classmethod
     def load(cls, model, uri: str, storage_options: dict | None = None) -> "Stream":
@@ -315,6 +340,26 @@ class Stream:
 
 
 _hasher_pool: ThreadPoolExecutor | None = None
+
+
+def warm_up(model) -> None:
+    """Run every shape a replay and an ask use once, on a scratch stream: each shape's first use
+    compiles or autotunes kernels and captures CUDA graphs, a few tenths of a second each even
+    with warm compile caches, which the first ask of a service would otherwise pay. Off the fast
+    path (nothing compiled or captured) it does nothing."""
+    if model.kernels.name == "fast":
+        warm_up_stream(model)
+
+
+def warm_up_stream(model) -> Stream:
+    """warm_up's work on any path; returns its scratch stream."""
+    n = sum(CHUNK_FRAMES)  # a feed running one of each frame chunk, and both compiled vision counts
+    stream = model.new_stream()
+    with torch.inference_mode():
+        stream.feed(np.zeros((n, model.frame_size, model.frame_size, 3), np.uint8), np.arange(n, dtype=np.float64))
+        stream._prefill_each([0], [[0] * sum(CHUNK_TOKENS)])  # one of each text chunk
+    stream.ask("Warm-up.", max_new_tokens=2)  # the decode step's graph
+    return stream
 
 
 def _to_host(t: torch.Tensor):
@@ -376,10 +421,11 @@ SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch
                       "I64": torch.int64, "I32": torch.int32}
 
 
-def _copy_tensors(data: bytes, source: str, template: dict[str, torch.Tensor]) -> None:
-    """Copy the snapshot's tensors into the template's (same names and shapes). All bytes go to
-    the device in one copy and each tensor is a view of them, instead of a host copy per tensor
-    (safetensors' own loader) and then a host-to-device copy per tensor."""
+def _copy_tensors(data: bytes, source: str, template: dict[str, torch.Tensor], read_back=()) -> dict[str, torch.Tensor]:
+    """Copy the snapshot's tensors into the template's (same names and shapes); returns host
+    copies of those named in read_back. All bytes go to the device in one copy and each tensor
+    is a view of them, instead of a host copy per tensor (safetensors' own loader) and then a
+    host-to-device copy per tensor."""
     header, start = _read_header(data, source)
     entries = {name: info for name, info in header.items() if name != "__metadata__"}
     if set(entries) != set(template):
@@ -412,3 +458,5 @@ def _copy_tensors(data: bytes, source: str, template: dict[str, torch.Tensor]) -
         if begin % dtype.itemsize:  # unaligned for its dtype: an aligned copy first
             part = part.clone()
         t.copy_(part.view(dtype).view(t.shape))
+    return {name: host[layout[name][1]:layout[name][2]].clone().view(layout[name][0]).view(template[name].shape)
+            for name in read_back}
