@@ -3,7 +3,8 @@
     python bench/gpu_model_check.py [--frames 1000] [--out results.json]
 
 1. Kernels: fla gated delta rule and FlexAttention window vs the PyTorch references, 4B shapes.
-2. Tiny checkpoint: CUDA fast kernels vs the CPU fp32 reference (logits, state).
+2. Tiny checkpoint: CUDA fast kernels in fp32, bf16 and float8 vs the CPU fp32 reference
+   (logits, state, answer).
 3. 4B-shaped random model (bf16): fast kernels vs the reference kernels on the same GPU.
 4. Long run: thousands of frames through the 4B-shaped model; state bytes and peak memory at
    the start and the end must be equal; prints frames/s.
@@ -85,9 +86,9 @@ def frames(n, seed, size=448):
 
 def check_tiny(results):
     d = write_tiny_checkpoint(tempfile.mkdtemp())
-    cpu = load_model(d, device="cpu", dtype="float32", frame_size=TINY_FRAME_SIZE)
     fr, ts = frames(20, 1, 56), np.arange(20) * 0.5
-    for dtype in ("float32", "bfloat16"):
+    cpu = load_model(d, device="cpu", dtype="float32", frame_size=TINY_FRAME_SIZE)
+    for dtype in ("float32", "bfloat16", "float8"):
         gpu = load_model(d, device="cuda", dtype=dtype, frame_size=TINY_FRAME_SIZE, kernels="fast")
         a, b = cpu.new_stream(), gpu.new_stream()
         # 3 frames (13 tokens: token-serial kernel), then 17 frames (68 tokens: chunked kernel)

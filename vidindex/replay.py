@@ -28,10 +28,15 @@ from vidindex.video import CorruptVideo, sample_frames
 DECODE_WORKERS = max(1, min(16, (os.cpu_count() or 2) - 1))
 # The first part is short so the model starts within a fraction of a second (its decoding
 # gates the start: a 4 s part took ~0.2 s, longer than loading a 4B snapshot). Each later part,
-# decoded meanwhile by its own process, may be longer by the time the model reaches it: a
-# decoder covers 448x448 30 fps video ~3x faster than an H100 model takes its 1 frame/s.
+# decoded meanwhile, may be longer by the time the model reaches it, up to SEGMENT_MAX_SECONDS:
+# one process covers ~80 s of 448x448 30 fps video per second, an H100 model takes ~185 s of
+# it (1 frame/s) in float8, so a part must be decoded by several processes' worth of earlier
+# parts. Uncapped, the part the model reached at ~1 s of a 5-minute replay was 86 s long and
+# was not decoded yet on a slower host; and with fewer cores, the rest of the range was one
+# part for one process. Parts beyond the pool's workers wait for the first free one, in order.
 SEGMENT_SECONDS = 1.5
 SEGMENT_GROWTH = 1.5
+SEGMENT_MAX_SECONDS = 30.0
 # After the first feed, a part fed before the next one is ready goes in multiples of this many
 # frames, the rest waits for the next part (the model is busy with the earlier feeds meanwhile):
 # the model runs 8 frames as one compiled vision call and one graphed forward, while an odd
@@ -72,12 +77,12 @@ def _drop_pool() -> None:
     _pool = None
 
 
-def segment_bounds(start_ms: int, until_ms: int, workers: int, first_ms: int) -> list[int]:
+def segment_bounds(start_ms: int, until_ms: int, first_ms: int) -> list[int]:
     """Start times (ms) of the parts of (start_ms, until_ms] decoded separately."""
     bounds, length = [start_ms], max(1, first_ms)
-    while len(bounds) < workers and bounds[-1] + length < until_ms:
+    while bounds[-1] + length < until_ms:
         bounds.append(bounds[-1] + round(length))
-        length *= SEGMENT_GROWTH
+        length = max(length, min(length * SEGMENT_GROWTH, SEGMENT_MAX_SECONDS * 1000))
     return bounds
 
 
@@ -86,18 +91,18 @@ class Replay:
     to be fed to a stream later: make it before loading the model or the snapshot, and the
     decoders run meanwhile.
 
-    The range is cut into up to `workers` parts, the first `segment_seconds` long and each next
-    one SEGMENT_GROWTH times longer, decoded at once in worker processes (each seeks to its
-    start): sample_frames from any start yields exactly the frames a run from 0 yields from
+    The range is cut into parts, the first `segment_seconds` long and each next one
+    SEGMENT_GROWTH times longer up to SEGMENT_MAX_SECONDS, decoded in order by the pool's
+    worker processes, DECODE_WORKERS at once (each seeks to its start): sample_frames from any start yields exactly the frames a run from 0 yields from
     there, so the parts joined in order are the frames of the whole range. Boundaries are
     whole milliseconds, exact as fractions, so no frame falls between two parts.
     """
 
     def __init__(self, uri: str, *, fps: float, size: int, start_s: float, until_s: float,
-                 workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS):
+                 segment_seconds: float = SEGMENT_SECONDS):
         self.uri, self.size = uri, size
         start_ms, self.until_ms = round(start_s * 1000), round(until_s * 1000)
-        starts = segment_bounds(start_ms, self.until_ms, workers, round(segment_seconds * 1000))
+        starts = segment_bounds(start_ms, self.until_ms, round(segment_seconds * 1000))
         # the last part ends just after until_s: frames past it are never decoded
         bounds = [Fraction(ms, 1000) for ms in starts] + [Fraction(self.until_ms + 1, 1000)]
         try:
@@ -182,10 +187,10 @@ class Replay:
 
 
 def replay(stream, uri: str, *, fps: float, size: int, start_s: float, until_s: float, batch: int,
-           workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS) -> int:
+           segment_seconds: float = SEGMENT_SECONDS) -> int:
     """Feed the frames sampled in (stream's last frame, until_s], in batches; returns how many.
     See Replay. Raises VideoError for an unreadable video."""
-    return Replay(uri, fps=fps, size=size, start_s=start_s, until_s=until_s, workers=workers,
+    return Replay(uri, fps=fps, size=size, start_s=start_s, until_s=until_s,
                   segment_seconds=segment_seconds).feed(stream, batch)
 
 

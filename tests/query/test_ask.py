@@ -102,7 +102,7 @@ def test_replay_decoded_in_parallel_segments_is_the_same(exact_archive, t):
     """A long replay is decoded by several readers, each from its own start: the frames joined
     in order are exactly the frames of one reader."""
     db, video_id = exact_archive
-    stream, as_of = stream_as_of(db, video_id, t, replay_batch=1, decode_workers=3, segment_seconds=1.0)
+    stream, as_of = stream_as_of(db, video_id, t, replay_batch=1, segment_seconds=1.0)
     direct, frames = watched_until(db, video_id, t, frame_by_frame=True)
     assert stream.frames_seen == [frames]
     assert as_of.frames_replayed == (7 if t == 7.9 else 8)

@@ -28,13 +28,16 @@ class Recorder:
         self.last_timestamp = [times[-1]]
 
 
-def test_parts_start_short_and_grow():
-    starts = segment_bounds(0, 300_000, 16, 4000)
-    lengths = [b - a for a, b in zip(starts, starts[1:])]
-    assert starts[0] == 0 and lengths[0] == 4000
-    assert all(later > earlier for earlier, later in zip(lengths, lengths[1:]))
-    assert len(starts) <= 16 and starts[-1] < 300_000
-    assert segment_bounds(0, 3000, 16, 4000) == [0]  # a short range is one part
+def test_parts_start_short_grow_and_stay_short_enough_to_be_decoded_in_time():
+    starts = segment_bounds(0, 300_000, 1500)
+    lengths = [b - a for a, b in zip(starts, starts[1:])] + [300_000 - starts[-1]]
+    assert starts[0] == 0 and lengths[0] == 1500
+    cap = replay_module.SEGMENT_MAX_SECONDS * 1000
+    growing = [n for n in lengths[:-1] if n < cap]  # the last part is what is left
+    assert all(later > earlier for earlier, later in zip(growing, growing[1:]))
+    assert lengths[len(growing):-1] == [cap] * (len(lengths) - 1 - len(growing))  # then stays at the cap
+    assert lengths[-1] <= cap  # the rest of the range is cut at the cap, not left as one long part
+    assert segment_bounds(0, 3000, 4000) == [0]  # a short range is one part
 
 
 def test_replay_in_parts_feeds_the_frames_of_one_reader(make_video):
@@ -42,7 +45,7 @@ def test_replay_in_parts_feeds_the_frames_of_one_reader(make_video):
     with sample_frames(path, fps=2.0, size=56, start=2.0) as reader:
         expected = [(t, f) for t, f in reader if t <= 10.25]
     stream = Recorder(last=expected[0][0] - 1e-3)
-    fed = replay(stream, path, fps=2.0, size=56, start_s=2.0, until_s=10.25, batch=3, workers=4,
+    fed = replay(stream, path, fps=2.0, size=56, start_s=2.0, until_s=10.25, batch=3,
                  segment_seconds=1.0)
     assert fed == len(expected) == len(stream.times)
     assert stream.times == [t for t, _ in expected]
@@ -56,7 +59,7 @@ def test_a_dead_decoder_process_does_not_break_later_replays(make_video):
     with pytest.raises(BrokenProcessPool):
         broken.result(timeout=60)
     stream = Recorder()
-    assert replay(stream, path, fps=1.0, size=56, start_s=0.0, until_s=3.5, batch=2, workers=2) == 4
+    assert replay(stream, path, fps=1.0, size=56, start_s=0.0, until_s=3.5, batch=2) == 4
 
 
 def test_an_unreadable_video_raises_its_video_error(tmp_path):
@@ -73,8 +76,8 @@ def test_a_replay_decodes_before_it_is_fed(make_video):
     from vidindex.replay import Replay
 
     path, _ = make_video("replay_ahead.mp4", seconds=12.0)
-    pending = Replay(path, fps=2.0, size=56, start_s=0.0, until_s=10.75, workers=4, segment_seconds=1.0)
-    assert len(pending.parts) == 4
+    pending = Replay(path, fps=2.0, size=56, start_s=0.0, until_s=10.75, segment_seconds=1.0)
+    assert len(pending.parts) == 5  # 1, 1.5, 2.25 and 3.375 s, and the 2.625 s left
     wait(pending.parts, timeout=60)
     assert all(part.done() for part in pending.parts)
     stream = Recorder()
@@ -108,14 +111,14 @@ def test_parts_fed_early_go_in_multiples_of_eight_after_the_first(make_video):
     from vidindex.replay import Replay
 
     path, _ = make_video("replay_multiples.mp4", seconds=12.0)
-    pending = Replay(path, fps=4.0, size=56, start_s=0.0, until_s=10.9, workers=4, segment_seconds=1.0)
+    pending = Replay(path, fps=4.0, size=56, start_s=0.0, until_s=10.9, segment_seconds=1.0)
     wait(pending.parts, timeout=60)
     pending.parts = [pending.parts[0]] + [NotReadyYet(part) for part in pending.parts[1:]]
     with sample_frames(path, fps=4.0, size=56) as reader:
         expected = [t for t, _ in reader if t <= 10.9]
     stream = Recorder()
     assert pending.feed(stream, batch=32) == len(expected) == 44
-    assert stream.feeds == [4, 8, 32]  # from parts of 4, 6, 9 and 25 frames
+    assert stream.feeds == [4, 8, 16, 16]  # from parts of 4, 6, 9, 14 and 11 frames
     assert stream.times == expected
 
 
@@ -149,14 +152,14 @@ def test_decoded_frames_come_through_shared_memory_and_none_is_left(make_video):
     path, _ = make_video("replay_shm.mp4", seconds=8.0)
     before = shared_blocks()
     stream = Recorder()
-    assert replay(stream, path, fps=2.0, size=56, start_s=0.0, until_s=7.5, batch=4, workers=3,
+    assert replay(stream, path, fps=2.0, size=56, start_s=0.0, until_s=7.5, batch=4,
                   segment_seconds=1.0) == 16
     assert_none_left_beyond(before)
 
     with pytest.raises(RuntimeError, match="the model failed"):
-        replay(FailingStream(), path, fps=2.0, size=56, start_s=0.0, until_s=7.5, batch=2, workers=3,
+        replay(FailingStream(), path, fps=2.0, size=56, start_s=0.0, until_s=7.5, batch=2,
                segment_seconds=1.0)
-    pending = Replay(path, fps=2.0, size=56, start_s=0.0, until_s=7.5, workers=3, segment_seconds=1.0)
+    pending = Replay(path, fps=2.0, size=56, start_s=0.0, until_s=7.5, segment_seconds=1.0)
     wait(pending.parts, timeout=60)
     assert len(shared_blocks() - before) >= 3  # decoded, not taken
     pending.cancel()
@@ -187,14 +190,14 @@ def test_a_replay_starts_on_the_tower_while_its_stream_loads(make_video, tiny_mo
     size = tiny_model.frame_size
     path, _ = make_video("replay_loaded.mp4", seconds=8.0)
     base = tiny_model.new_stream()
-    assert replay(base, path, fps=2.0, size=size, start_s=0.0, until_s=2.0, batch=4, workers=2) == 5
+    assert replay(base, path, fps=2.0, size=size, start_s=0.0, until_s=2.0, batch=4) == 5
     data = base.to_bytes()
     expected = Stream.from_bytes(tiny_model, data)
-    fed = replay(expected, path, fps=2.0, size=size, start_s=2.0, until_s=7.5, batch=4, workers=3,
+    fed = replay(expected, path, fps=2.0, size=size, start_s=2.0, until_s=7.5, batch=4,
                  segment_seconds=1.0)
     assert fed == 11  # 2.5 .. 7.5 s; the frame at 2.0 s is the snapshot's last
 
-    pending = Replay(path, fps=2.0, size=size, start_s=2.0, until_s=7.5, workers=3, segment_seconds=1.0)
+    pending = Replay(path, fps=2.0, size=size, start_s=2.0, until_s=7.5, segment_seconds=1.0)
     loaded_on = []
 
     def load():  # slow: every batch goes through the tower before the stream is there
@@ -216,7 +219,7 @@ def test_a_stream_that_fails_to_load_stops_the_replay(make_video, tiny_model):
 
     path, _ = make_video("replay_load_fails.mp4", seconds=6.0)
     before = shared_blocks()
-    pending = Replay(path, fps=2.0, size=tiny_model.frame_size, start_s=0.0, until_s=5.5, workers=3,
+    pending = Replay(path, fps=2.0, size=tiny_model.frame_size, start_s=0.0, until_s=5.5,
                      segment_seconds=1.0)
 
     def load():

@@ -21,7 +21,7 @@ from vidindex.model import SnapshotError
 from vidindex.query.common import VideoTarget, open_store, parse_seconds, resolve_video
 from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.models import model_for
-from vidindex.replay import DECODE_WORKERS, SEGMENT_SECONDS, Replay
+from vidindex.replay import SEGMENT_SECONDS, Replay
 from vidindex.store import SnapshotIntegrityError, Store, StoreError
 from vidindex.timefmt import format_time, from_ms
 from vidindex.video import VideoError
@@ -93,20 +93,19 @@ def ask_at(
 
 
 def stream_as_of(db: str | Store, video: str, at, *, config_id: str | None = None, device: str | None = None,
-                 replay_batch: int = REPLAY_BATCH, decode_workers: int = DECODE_WORKERS,
-                 segment_seconds: float = SEGMENT_SECONDS):
+                 replay_batch: int = REPLAY_BATCH, segment_seconds: float = SEGMENT_SECONDS):
     """(Stream, AsOf): the video's stream state after every sampled frame with timestamp <= at.
 
-    replay_batch frames are fed per forward; the replay is decoded by up to decode_workers
-    processes at once, in parts that start segment_seconds long (vidindex.replay)."""
+    replay_batch frames are fed per forward; the replay is decoded by several processes at once,
+    in parts that start segment_seconds long (vidindex.replay)."""
     at_s = parse_at(at)
     store = open_store(db)
     return _stream_as_of(store, resolve_video(store, video, config_id), at_s, device, replay_batch,
-                         decode_workers, segment_seconds)
+                         segment_seconds)
 
 
 def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device: str | None, replay_batch: int,
-                  decode_workers: int = DECODE_WORKERS, segment_seconds: float = SEGMENT_SECONDS):
+                  segment_seconds: float = SEGMENT_SECONDS):
     timings: dict[str, float] = {}
     snapshots = store.snapshots(target.video_id, target.config_id)
     if not snapshots:
@@ -134,7 +133,7 @@ def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device:
     needs_replay = not ends_here and (snapshot is None or at_ms > snapshot["t_ms"])
     start = 0.0 if snapshot is None else from_ms(snapshot["t_ms"])
     # Decoding starts now and overlaps loading the model and the snapshot.
-    pending = _start_replay(target, start, from_ms(at_ms), decode_workers, segment_seconds) if needs_replay else None
+    pending = _start_replay(target, start, from_ms(at_ms), segment_seconds) if needs_replay else None
     try:
         t = time.perf_counter()
         model = model_for(target.config, device)
@@ -204,10 +203,10 @@ def _snapshot_errors(target: VideoTarget, snapshot: dict):
         raise UnreadableIndexData(f"cannot read the snapshot of video {target.video_id!r} at {at}: {error}") from None
 
 
-def _start_replay(target: VideoTarget, start_s: float, until_s: float, workers: int, segment_seconds: float):
+def _start_replay(target: VideoTarget, start_s: float, until_s: float, segment_seconds: float):
     config = target.config
     return Replay(target.uri, fps=config.sample_fps, size=config.frame_size, start_s=start_s, until_s=until_s,
-                  workers=workers, segment_seconds=segment_seconds)
+                  segment_seconds=segment_seconds)
 
 
 def _feed_replay(pending, model, load, target: VideoTarget, start_s: float, batch: int):
