@@ -3,7 +3,6 @@
     python bench/profile_vision.py
 """
 
-import time
 
 import numpy as np
 import torch

@@ -4,7 +4,6 @@ local HTTP server that can refuse, stall or serve byte ranges."""
 from __future__ import annotations
 
 import http.server
-import os
 import socket
 import threading
 
@@ -110,9 +109,3 @@ def http_server():
     server.release.set()
     server.shutdown()
     server.server_close()
-
-
-def rss_bytes() -> int:
-    import psutil
-
-    return psutil.Process(os.getpid()).memory_info().rss
