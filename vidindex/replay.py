@@ -43,6 +43,10 @@ SEGMENT_MAX_SECONDS = 30.0
 # count pads the vision call with blank frames and runs the decoder's remainder one frame at a
 # time (vision.COMPILED_FRAME_COUNTS, graphs.CHUNK_FRAMES).
 EARLY_FEED_MULTIPLE = 8
+# Frames put through the vision tower while the stream is still loading (feed_loaded), at most:
+# their embeddings wait on the GPU (~1 MB a frame for the 4B model), and 128 frames are ~0.7 s
+# of GPU work, more than reading a local snapshot takes.
+LOADING_AHEAD_FRAMES = 128
 
 _pool: ProcessPoolExecutor | None = None
 
@@ -120,22 +124,25 @@ class Replay:
 
     def feed_loaded(self, model, load, batch: int):
         """(stream, frames fed): feed() into the stream `load()` returns, e.g. one read from a
-        snapshot. load runs on a thread while the frames decoded meanwhile go through the vision
-        tower, which needs no stream state: the GPU starts before the stream is there, instead of
-        after reading the snapshot (~0.1 s for the 4B model)."""
+        snapshot. load runs on a thread while the frames decoded meanwhile (up to
+        LOADING_AHEAD_FRAMES) go through the vision tower, which needs no stream state: the GPU
+        starts before the stream is there, instead of after reading the snapshot (~0.1 s for the
+        4B model)."""
         batches = self.batches(batch)
         early = []  # (embeddings, timestamps) of the batches through the tower while loading
         try:
             with ThreadPoolExecutor(1) as loader:
                 loading = loader.submit(load)
                 try:
+                    ahead = 0
                     with torch.inference_mode():
-                        while not early or not loading.done():
+                        while not early or (not loading.done() and ahead < LOADING_AHEAD_FRAMES):
                             frames_times = next(batches, None)
                             if frames_times is None:
                                 break
                             frames, times = frames_times
                             early.append((model.embed_frames(torch.from_numpy(np.stack(frames))), times))
+                            ahead += len(times)
                 finally:
                     stream = loading.result()  # its error first: nothing is fed without the stream
             fed = sum(_feed_embedded(stream, embeds, times) for embeds, times in early)

@@ -205,12 +205,44 @@ def test_a_replay_starts_on_the_tower_while_its_stream_loads(make_video, tiny_mo
         time.sleep(1.0)
         return Stream.from_bytes(tiny_model, data)
 
-    stream, got = pending.feed_loaded(tiny_model, load, batch=4)
+    embedded = []
+    embed_frames = tiny_model.embed_frames
+    tiny_model.embed_frames = lambda frames: embedded.append(len(frames)) or embed_frames(frames)
+    try:
+        stream, got = pending.feed_loaded(tiny_model, load, batch=4)
+    finally:
+        del tiny_model.embed_frames
     assert got == fed and loaded_on[0] is not threading.current_thread()
+    assert sum(embedded) == fed + 1  # all through the tower while loading, the snapshot's last frame too
     assert stream.last_timestamp == expected.last_timestamp == [7.5]
     a, b = stream.state_tensors(), expected.state_tensors()
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=0, msg=lambda m: f"{name}: {m}")
+
+
+def test_frames_put_through_the_tower_while_loading_are_bounded(make_video, tiny_model, monkeypatch):
+    from vidindex.model import Stream
+    from vidindex.replay import Replay
+
+    monkeypatch.setattr(replay_module, "LOADING_AHEAD_FRAMES", 4)
+    path, _ = make_video("replay_ahead_bound.mp4", seconds=8.0)
+    pending = Replay(path, fps=2.0, size=tiny_model.frame_size, start_s=0.0, until_s=7.5, segment_seconds=1.0)
+    calls, loaded = [], threading.Event()
+    embed_frames = tiny_model.embed_frames
+    tiny_model.embed_frames = lambda frames: calls.append((len(frames), loaded.is_set())) or embed_frames(frames)
+
+    def load():  # done only when the test says: the loop must stop on its own
+        time.sleep(1.0)
+        loaded.set()
+        return tiny_model.new_stream()
+
+    try:
+        stream, fed = pending.feed_loaded(tiny_model, load, batch=2)
+    finally:
+        del tiny_model.embed_frames
+    assert fed == 16 and stream.frames_seen == [16]
+    before = [n for n, after in calls if not after]
+    assert sum(before) == 4 and len(before) < len(calls)  # 4 frames ahead, the rest fed once loaded
 
 
 def test_a_stream_that_fails_to_load_stops_the_replay(make_video, tiny_model):
