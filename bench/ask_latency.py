@@ -14,8 +14,8 @@ snapshot interval (299 frames), T = snapshot + 150 s the median. Only the index 
 left out (LanceDB, milliseconds).
 
 Also printed: the warm-up of a fresh process (compilation and graph capture, as a service does
-when it loads a model), the first feed and ask after it, steady feed frames/s at 32 and 64 frames per feed with the
-share of the bf16 compute ceiling, the decoder's time for 64 frames eager and from CUDA graphs
+when it loads a model), the first feed and ask after it, steady feed frames/s at 32 and 64
+frames per feed with the share of the bf16 compute ceiling, the decoder's time for 64 frames eager and from CUDA graphs
 (and how far the graphed feed's logits and state are from eager's), decode ms per token eager
 and as a CUDA graph (tokens must be identical), and how far float8's logits and answer are
 from bf16's.

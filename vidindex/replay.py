@@ -97,9 +97,10 @@ class Replay:
 
     The range is cut into parts, the first `segment_seconds` long and each next one
     SEGMENT_GROWTH times longer up to SEGMENT_MAX_SECONDS, decoded in order by the pool's
-    worker processes, DECODE_WORKERS at once (each seeks to its start): sample_frames from any start yields exactly the frames a run from 0 yields from
-    there, so the parts joined in order are the frames of the whole range. Boundaries are
-    whole milliseconds, exact as fractions, so no frame falls between two parts.
+    worker processes, DECODE_WORKERS at once (each seeks to its start): sample_frames from any
+    start yields exactly the frames a run from 0 yields from there, so the parts joined in
+    order are the frames of the whole range. Boundaries are whole milliseconds, exact as
+    fractions, so no frame falls between two parts.
     """
 
     def __init__(self, uri: str, *, fps: float, size: int, start_s: float, until_s: float,
@@ -151,7 +152,8 @@ class Replay:
             batches.close()  # stops the decoders if feeding failed
 
     def batches(self, batch: int):
-        """The frames in (start_s, until_s] as feed() gives them to a stream: (frames, timestamps)."""
+        """The range's frames in the batches feed() gives a stream: (frames, timestamps) lists. A
+        frame at start_s itself is included; feeding skips what the stream already holds."""
         frames, times, fed = [], [], 0
         try:
             for i, part in enumerate(self.parts):
