@@ -13,12 +13,12 @@ second thread while the frames are fed), feed every sampled frame up to T as it 
 snapshot interval (299 frames), T = snapshot + 150 s the median. Only the index lookups are
 left out (LanceDB, milliseconds).
 
-Also printed: the warm-up of a fresh process (compilation and graph capture, as a service does
-when it loads a model), the first feed and ask after it, steady feed frames/s at 32 and 64
-frames per feed with the share of the bf16 compute ceiling, the decoder's time for 64 frames eager and from CUDA graphs
-(and how far the graphed feed's logits and state are from eager's), decode ms per token eager
-and as a CUDA graph (tokens must be identical), and how far float8's logits and answer are
-from bf16's.
+Also printed: the warm-up of a fresh process (compilation and graph capture, as the first ask of
+a process does), the first feed and ask after it, steady feed frames/s at 32 and 64 frames per
+feed with the share of the bf16 compute ceiling, the decoder's time for 64 frames eager and from
+CUDA graphs (and how far the graphed feed's logits and state are from eager's), decode ms per
+token eager and as a CUDA graph (tokens must be identical), and how far float8's logits and
+answer are from bf16's.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def measure(model, label, args, res, first):
     put = lambda key, value: res.put(f"{label}.{key}", value)  # noqa: E731
     put("precision", model.precision)
     # A fresh process pays for compiling (cold caches) or loading them, and for capturing CUDA
-    # graphs, once: in warm_up, as a service does when it loads a model (query.models.model_for).
+    # graphs, once: in warm_up, as the first ask_at of a process does (query.ask).
     _, dt = synced(lambda: warm_up(model))
     put("warm_up_s", dt)
     s = model.new_stream()

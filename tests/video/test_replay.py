@@ -221,7 +221,6 @@ def test_a_replay_starts_on_the_tower_while_its_stream_loads(make_video, tiny_mo
 
 
 def test_frames_put_through_the_tower_while_loading_are_bounded(make_video, tiny_model, monkeypatch):
-    from vidindex.model import Stream
     from vidindex.replay import Replay
 
     monkeypatch.setattr(replay_module, "LOADING_AHEAD_FRAMES", 4)

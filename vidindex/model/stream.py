@@ -80,7 +80,7 @@ class Stream:
         its first frames through the tower while the snapshot it resumes is still loading."""
         if self.batch_size != 1:
             raise ValueError("feed_embedded: one stream only")
-        ts = self._check_times(torch.as_tensor(np.asarray(timestamps, dtype=np.float64)).reshape(1, -1))
+        ts = self._check_times(_one_stream_times(timestamps))
         if embeds.shape[0] != ts.shape[1]:
             raise FrameError(f"timestamps: {ts.shape[1]} for {embeds.shape[0]} embedded frames")
         self._check_after_last(ts)
@@ -114,7 +114,7 @@ class Stream:
         would make the host wait for the GPU to finish the previous feed."""
         if self._host is None:
             c = self.state.counters
-            self._host = {"last_timestamp": c["last_timestamp"].cpu(), "vision_open": (c["vision_base"] >= 0).cpu()}
+            self._host = _host_copies(c["last_timestamp"].cpu(), c["vision_base"].cpu())
         return self._host
 
     def _check_inputs(self, frames, timestamps):
@@ -122,7 +122,7 @@ class Stream:
         B = self.batch_size
         if B == 1:
             frames = frames_to_tensor(frames)[None]
-            ts = torch.as_tensor(np.asarray(timestamps, dtype=np.float64)).reshape(1, -1)
+            ts = _one_stream_times(timestamps)
         else:
             if len(frames) != B:
                 raise FrameError(f"frames: expected one group of frames per stream ({B}), got {len(frames)}")
@@ -326,7 +326,7 @@ class Stream:
         stream = cls(model, StreamState.from_tensors(template, model.config.num_hidden_layers))
         # The host's copies of the counters a feed checks come from the bytes, not the device:
         # a replay may have queued GPU work the copy waits behind (Replay.feed_loaded).
-        stream._host = {"last_timestamp": counters["last_timestamp"], "vision_open": counters["vision_base"] >= 0}
+        stream._host = _host_copies(counters["last_timestamp"], counters["vision_base"])
         return stream
 
     @classmethod
@@ -342,13 +342,25 @@ class Stream:
 _hasher_pool: ThreadPoolExecutor | None = None
 
 
+def _one_stream_times(timestamps) -> torch.Tensor:
+    """One stream's timestamps as float64 seconds [1, N] on the host."""
+    return torch.as_tensor(np.asarray(timestamps, dtype=np.float64)).reshape(1, -1)
+
+
+def _host_copies(last_timestamp: torch.Tensor, vision_base: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Stream._host_counters' contents from host tensors of the two counters."""
+    return {"last_timestamp": last_timestamp, "vision_open": vision_base >= 0}
+
+
 def warm_up(model) -> None:
-    """Run every shape a replay and an ask use once, on a scratch stream: each shape's first use
-    compiles or autotunes kernels and captures CUDA graphs, a few tenths of a second each even
-    with warm compile caches, which the first ask of a service would otherwise pay. Off the fast
-    path (nothing compiled or captured) it does nothing."""
-    if model.kernels.name == "fast":
+    """Run every shape a replay and an ask use once, on a scratch stream, the first time this is
+    called for `model`: each shape's first use compiles or autotunes kernels and captures CUDA
+    graphs, a few tenths of a second each even with warm compile caches, which every replay of
+    new feed sizes would otherwise pay. Off the fast path (nothing compiled or captured) it does
+    nothing."""
+    if model.kernels.name == "fast" and not model.__dict__.get("_warmed_up"):
         warm_up_stream(model)
+        model.__dict__["_warmed_up"] = True
 
 
 def warm_up_stream(model) -> Stream:
@@ -458,5 +470,8 @@ def _copy_tensors(data: bytes, source: str, template: dict[str, torch.Tensor], r
         if begin % dtype.itemsize:  # unaligned for its dtype: an aligned copy first
             part = part.clone()
         t.copy_(part.view(dtype).view(t.shape))
-    return {name: host[layout[name][1]:layout[name][2]].clone().view(layout[name][0]).view(template[name].shape)
-            for name in read_back}
+    copies = {}
+    for name in read_back:
+        dtype, begin, end = layout[name]
+        copies[name] = host[begin:end].clone().view(dtype).view(template[name].shape)  # clone: aligned
+    return copies

@@ -18,6 +18,7 @@ from torch import nn
 from .config import VisionConfig
 from .errors import FrameError
 from .float8 import ALIGN, add_norm_input, project, silu_mul_input
+from .kernels.elementwise import rotate_half
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -251,9 +252,7 @@ def _block(block: nn.Module, x, delta, delta_bias, cos, sin, groups: int, length
 def _rotate(t, cos, sin):
     """Rotary embedding in fp32, as the tower does. t [S, L, H, hd]; cos/sin [S or 1, L, hd]."""
     tf = t.float()
-    a, b = tf.chunk(2, dim=-1)
-    rotated = torch.cat((-b, a), dim=-1)
-    return (tf * cos[:, :, None] + rotated * sin[:, :, None]).to(t.dtype)
+    return (tf * cos[:, :, None] + rotate_half(tf) * sin[:, :, None]).to(t.dtype)
 
 
 def _rotary_window_major(size: int, vc: VisionConfig, device):

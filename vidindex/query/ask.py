@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from vidindex.model import SnapshotError
+from vidindex.model import SnapshotError, warm_up
 from vidindex.query.common import VideoTarget, open_store, parse_seconds, resolve_video
 from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.models import model_for
@@ -137,6 +137,7 @@ def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device:
     try:
         t = time.perf_counter()
         model = model_for(target.config, device)
+        warm_up(model)  # once per model: the first ask of a process runs as fast as the next
         timings["load_model_s"] = time.perf_counter() - t
 
         def load():

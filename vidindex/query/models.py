@@ -1,7 +1,5 @@
 """Loaded models, one per (checkpoint, dtype, frame size, device) per process: loading a 4B
-checkpoint takes seconds to minutes, a question should take well under one. A model on the
-GPU's fast path is warmed up when loaded (vidindex.model.warm_up), so the first question of a process
-is as fast as the ones after it."""
+checkpoint takes seconds to minutes, a question should take well under one."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ import threading
 import torch
 
 from vidindex.config import IndexConfig
-from vidindex.model import load_model, warm_up
+from vidindex.model import load_model
 
 _models: dict[tuple, object] = {}
 _lock = threading.Lock()
@@ -33,10 +31,8 @@ def model_for(config: IndexConfig, device: str | None = None):
     with _lock:
         if key not in _models:
             name, dtype, frame_size, where = key
-            model = load_model(name, device=where, dtype=dtype, frame_size=frame_size,
-                               revision=config.model_revision)
-            warm_up(model)
-            _models[key] = model
+            _models[key] = load_model(name, device=where, dtype=dtype, frame_size=frame_size,
+                                      revision=config.model_revision)
         return _models[key]
 
 
