@@ -14,9 +14,6 @@ RUN pip install --no-cache-dir torch --index-url https://download.pytorch.org/wh
 # Only what the package and jobs need (no tests, bench, docs).
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users vidindex/ vidindex/
-COPY --chown=ray:users schemas/ schemas/
 COPY --chown=ray:users jobs/ jobs/
 
-# Editable install: vidindex reads its Arrow schemas from schemas/ beside the package.
 RUN pip install --no-cache-dir -e ".[gpu,s3,gcs]"
-ENV VIDINDEX_SCHEMA_DIR=/home/ray/vidindex/schemas

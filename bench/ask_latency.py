@@ -1,7 +1,11 @@
 """Ask-as-of-T latency of the 4B-shaped model on one GPU, end to end from files, in bf16 and
 with float8 linear layers.
 
-    python bench/ask_latency.py --video replay.mp4 [--out results.json] [--profile prefix]
+    python bench/ask_latency.py --video replay.mp4 [--variant NAME] [--out PATH] [--profile]
+
+The record goes to bench/results/ask_latency-<date>-<gpu>[-variant].json (records.py); with
+--profile, the kernel tables of a 64-frame feed per precision go beside it
+(...-profile-feed64-<precision>.txt).
 
 The video must be at least 335 s long; if the file does not exist, a synthetic one is written
 there (448x448, 30 fps, H.264, noise-textured so it is not trivially cheap to decode). For
@@ -33,15 +37,16 @@ from concurrent.futures import wait
 import numpy as np
 import torch
 from gpu_timing import Results, cuda_time, synced
+from records import add_arguments, out_path
 
 from vidindex.model import ModelConfig, Stream, warm_up
 from vidindex.model.decode import decoder_for, eager_step
 from vidindex.model import stream as stream_module
-from vidindex.model.float8 import quantize_float8
+from vidindex.model.generate import prefill
 from vidindex.model.graphs import forward_tokens
 from vidindex.model.prompts import encode, question_text
 from vidindex.model.tiny import random_model
-from vidindex.replay import Replay, replay
+from vidindex.query.replay import Replay, replay
 from vidindex.video import sample_frames
 
 FLOP_PER_FRAME = 3.29e12
@@ -60,14 +65,14 @@ class FrameCounter:
     def __init__(self, last):
         self.last_timestamp = [last]
 
-    def feed(self, frames, times):
-        self.last_timestamp = [times[-1]]
+    def feed(self, frames, times):  # frames [1, N, H, W, 3], times [1, N]
+        self.last_timestamp = [times[0][-1]]
 
 
 def decode_both(model, s, res, label):
     ids = encode(model.tokenizer, question_text(QUESTION))
     branch = s.state.select([0])
-    logits0 = s._prefill_each([0], [ids], state=branch)
+    logits0 = prefill(model, branch, [0], [ids])
     runs = {}
     for name in ("eager", "graph"):
         state = branch.clone()
@@ -99,9 +104,9 @@ def graphed_vs_eager(model, res, label):
     """The decoder over 64 frames eager and from CUDA graphs: time, and the distance between a
     40-frame feed (graphs of 32 and 8 frames) and the same feed eager."""
     st = model.new_stream()
-    st.feed(random_frames(32, 3), np.arange(32, dtype=np.float64))
-    frames = random_frames(40, 4)
-    times = 32 + np.arange(40, dtype=np.float64)
+    st.feed(random_frames(32, 3)[None], [np.arange(32, dtype=np.float64)])
+    frames = random_frames(40, 4)[None]
+    times = [32 + np.arange(40, dtype=np.float64)]
     fed = {}
     for name in ("eager", "graph"):
         other = Stream(model, st.state.clone())
@@ -161,7 +166,7 @@ def profile_feed(model, path):
 
     st = model.new_stream()
     f = random_frames(64, 2)
-    st.feed(f, np.arange(64, dtype=np.float64))
+    st.feed(f[None], [np.arange(64, dtype=np.float64)])
     frames_u8 = torch.as_tensor(f)
     positions = st._frame_positions(torch.arange(64, 128, device="cuda", dtype=torch.float64)[None])
     with torch.inference_mode():
@@ -210,7 +215,7 @@ def ask_as_of(model, snapshot, snapshot_sha256, video, ahead, phases, decoded_fi
     torch.cuda.synchronize()
     phases["replay_s"] = time.perf_counter() - t0  # loading the snapshot included
     t = time.perf_counter()
-    out = st.ask(QUESTION, max_new_tokens=16)
+    out = st.ask([QUESTION], max_new_tokens=16)[0]
     torch.cuda.synchronize()
     phases["ask_s"] = time.perf_counter() - t
     return out
@@ -225,11 +230,12 @@ def measure(model, label, args, res, first):
     _, dt = synced(lambda: warm_up(model))
     put("warm_up_s", dt)
     s = model.new_stream()
-    logits, dt = synced(lambda: s.feed(np.stack([f for _, f in first]), [t for t, _ in first]))
+    logits, dt = synced(lambda: s.feed(np.stack([f for _, f in first])[None], [[t for t, _ in first]]))
     put("first_feed_32_frames_s", dt)
-    _, dt = synced(lambda: s.ask(QUESTION, max_new_tokens=16))
+    _, dt = synced(lambda: s.ask([QUESTION], max_new_tokens=16))
     put("first_ask_16_tokens_s", dt)
-    answer, dt = synced(lambda: s.ask(QUESTION, max_new_tokens=16))
+    answers, dt = synced(lambda: s.ask([QUESTION], max_new_tokens=16))
+    answer = answers[0]
     put("second_ask_16_tokens_s", dt)
     snapshot = os.path.join(tempfile.mkdtemp(), "snap.safetensors")
     _, dt = synced(lambda: s.save(snapshot))
@@ -240,11 +246,11 @@ def measure(model, label, args, res, first):
 
     for per_feed in [int(b) for b in args.batches.split(",")]:
         st = model.new_stream()
-        f = random_frames(per_feed, 1)
+        f = random_frames(per_feed, 1)[None]
         clock = [0.0]
 
         def step():
-            st.feed(f, clock[0] + np.arange(per_feed, dtype=np.float64))
+            st.feed(f, [clock[0] + np.arange(per_feed, dtype=np.float64)])
             clock[0] += per_feed
 
         _, dt = synced(step)
@@ -273,11 +279,11 @@ def measure(model, label, args, res, first):
         feeds.append(("embed", round(t - t0, 4), round(time.perf_counter() - t0, 4), len(frames)))
         return out
 
-    def logged(name):  # when each feed was entered and left, and its size
+    def logged(name):  # when each feed was entered and left, and its size (times [1, N])
         def feed(self, frames, times):
             t = time.perf_counter()
             out = originals[name](self, frames, times)
-            feeds.append((name, round(t - t0, 4), round(time.perf_counter() - t0, 4), len(times)))
+            feeds.append((name, round(t - t0, 4), round(time.perf_counter() - t0, 4), len(times[0])))
             return out
         return feed
 
@@ -298,21 +304,21 @@ def measure(model, label, args, res, first):
             setattr(Stream, name, fn)
         type(model).embed_frames = embed_frames
     if args.profile:
-        path = f"{args.profile}-{label}.txt"
+        path = res.path.with_name(f"{res.path.stem}-profile-feed64-{label}.txt")
         profile_feed(model, path)
-        put("profile_written", path)
+        put("profile_written", str(path))
     return logits, answer
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--video", required=True)
-    ap.add_argument("--out")
-    ap.add_argument("--profile", help="path prefix for the kernel tables of a 64-frame feed")
+    add_arguments(ap)
+    ap.add_argument("--profile", action="store_true", help="also write the kernel tables of a 64-frame feed")
     ap.add_argument("--batches", default="32,64")
     ap.add_argument("--precisions", default="bfloat16,float8")
     args = ap.parse_args()
-    res = Results(args.out)
+    res = Results(out_path(args, "ask_latency"))
     res.put("device", torch.cuda.get_device_name())
     res.put("cpus", os.cpu_count())
     if not os.path.exists(args.video):
@@ -334,9 +340,8 @@ def main():
 
     outputs = {}
     for precision in args.precisions.split(","):
-        (model, dt) = synced(lambda: random_model(ModelConfig(), "cuda"))  # same seed: same weights
-        if precision == "float8":
-            quantize_float8(model)
+        # same seed: same weights before rounding; "float8" quantizes bf16 weights
+        (model, dt) = synced(lambda: random_model(ModelConfig(), "cuda", dtype=precision))
         res.put(f"{precision}.model_build_s", dt)
         res.put(f"{precision}.kernels", model.kernels.name)
         outputs[precision] = measure(model, precision, args, res, first)

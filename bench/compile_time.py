@@ -1,10 +1,11 @@
 """Where a fresh process's first feed spends its time: the first and second call of each fast
 kernel at the 4B model's shapes, one at a time.
 
-    python bench/compile_time.py [--out results.json]
+    python bench/compile_time.py --variant cold    # then again: --variant warm
 
 With empty compile caches (TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR) this is the cold start of
-a new machine or pod; run it again on the same machine for the warm-cache start.
+a new machine or pod; run it again on the same machine for the warm-cache start. The record goes
+to bench/results/compile_time-<date>-<gpu>[-variant].json (records.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 import numpy as np
 import torch
 from gpu_timing import Results, synced
+from records import add_arguments, out_path
 
 from vidindex.model import ModelConfig
 from vidindex.model.kernels import elementwise, gated_delta, window_attention
@@ -29,10 +31,10 @@ def first_and_second(fn):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out")
+    add_arguments(ap)
     ap.add_argument("--tokens", type=int, default=8192)
     args = ap.parse_args()
-    res = Results(args.out)
+    res = Results(out_path(args, "compile_time"))
     put = res.put
     put("device", torch.cuda.get_device_name())
 
@@ -72,7 +74,7 @@ def main():
         px = preprocess(frames, 448, cfg.vision, dev, bf)
         put("vision_compiled", first_and_second(lambda: encode_frames(model.visual, px, n, 448, cfg.vision, compiled=True)))
         st = model.new_stream()
-        put("feed_after_all_above", first_and_second(lambda: st.feed(frames.numpy(), st.frames_seen[0] + np.arange(n, dtype=np.float64))))
+        put("feed_after_all_above", first_and_second(lambda: st.feed(frames.numpy()[None], [st.frames_seen[0] + np.arange(n, dtype=np.float64)])))
     put("total_s", time.perf_counter() - res.t0)
 
 

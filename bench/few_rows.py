@@ -1,14 +1,15 @@
 """Float8 matmuls of a few rows (decode steps, short prompts) at the 4B decoder's shapes: the
 Triton kernel (kernels/few_rows.py) against its reference, and its tiles chosen by timing.
 
-    python bench/few_rows.py [--out results.json]
+    python bench/few_rows.py [--variant NAME] [--out PATH]
 
 For each weight shape of a decoder layer and 1 or 16 input rows, times one call, from a CUDA
 graph that runs it over enough distinct weight copies that none stays in the L2 cache (as in a
 decode step, where each layer reads its own weights): cuBLAS's float8 matmul on the quantized
 input (what the layer did before), the bf16 matmul, and the Triton kernel for each tile in the
 grid. Prints the bandwidth each reaches (weight bytes / time) and a whole step's matmul time
-(each shape times its number of layers) for the best single tile.
+(each shape times its number of layers) for the best single tile. The record goes to
+bench/results/few_rows-<date>-<gpu>[-variant].json (records.py).
 """
 
 import argparse
@@ -17,6 +18,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 from gpu_timing import Results
+from records import add_arguments, out_path
 from torch import nn
 
 from vidindex.model import ModelConfig
@@ -66,9 +68,9 @@ def graph_time(calls) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out")
+    add_arguments(ap)
     args = ap.parse_args()
-    res = Results(args.out)
+    res = Results(out_path(args, "few_rows"))
     res.put("device", torch.cuda.get_device_name())
     torch.manual_seed(0)
     for k, n in ((100, 342), (64, 48), (2048, 2048)):  # padded weights, tiny-model sizes, a model size

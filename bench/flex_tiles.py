@@ -2,15 +2,19 @@
 chunk (8,192 queries, 8,191 + 8,192 keys): the default tiles, the tiles the model uses
 (window_attention.flex_options) and others, in TFLOP/s of useful work, each against the default's output.
 
-    python bench/flex_tiles.py [--out results.json]
+    python bench/flex_tiles.py [--variant NAME] [--out PATH]
+
+The record goes to bench/results/flex_tiles-<date>-<gpu>[-variant].json (records.py).
 """
 
 import argparse
 
 import torch
 from gpu_timing import Results, cuda_time
+from records import add_arguments, out_path
 
 from vidindex.model.kernels import window_attention
+
 
 def rel(a, b):
     return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
@@ -58,9 +62,9 @@ def sweep_flex(res):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out")
+    add_arguments(ap)
     args = ap.parse_args()
-    res = Results(args.out)
+    res = Results(out_path(args, "flex_tiles"))
     res.put("device", torch.cuda.get_device_name())
     sweep_flex(res)
 

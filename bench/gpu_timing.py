@@ -1,9 +1,9 @@
 """Timing of GPU work for the bench scripts, and the results they print and save."""
 
-import json
 import time
 
 import torch
+from records import save
 
 
 def cuda_time(fn, reps: int = 5) -> float:
@@ -34,10 +34,11 @@ class Results(dict):
         super().__init__()
         self.path = path
         self.t0 = time.perf_counter()
+        if path:
+            print(f"record: {path}", flush=True)
 
     def put(self, key, value):
         self[key] = value
         print(f"[{time.perf_counter() - self.t0:7.1f}s] {key} = {value}", flush=True)
         if self.path:
-            with open(self.path, "w") as f:
-                json.dump(self, f, indent=1)
+            save(self.path, self)

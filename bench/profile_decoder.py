@@ -1,10 +1,12 @@
 """Where a decoder forward's time goes (4B config, fast kernels, one stream, full window).
 
-    python bench/profile_decoder.py [--tokens 8192] [--precision bfloat16|float8] [--out table.txt]
+    python bench/profile_decoder.py [--tokens 8192] [--precision bfloat16|float8] [--variant NAME] [--out PATH]
 
 --tokens 1 profiles a decode step (one new token). For it, the step replayed from its CUDA
 graph is timed too, beside the sum of its kernels' GPU time: what is left between the two is
-the cost of running many small kernels one after another.
+the cost of running many small kernels one after another. The kernel table goes to
+bench/results/profile_decoder-<date>-<gpu>-<decode-step|N-tokens>-<precision>[-variant].txt
+(records.py); the summary is printed.
 """
 
 import argparse
@@ -12,11 +14,11 @@ from collections import Counter
 
 import torch
 from gpu_timing import cuda_time
+from records import add_arguments, out_path, save
 from torch.profiler import ProfilerActivity, profile
 
 from vidindex.model import ModelConfig
 from vidindex.model.decode import decoder_for, eager_step
-from vidindex.model.float8 import quantize_float8
 from vidindex.model.tiny import random_model
 
 DECODER_FLOP_PER_TOKEN = 2 * 3.43e9  # 2 x decoder matmul params (embedding excluded)
@@ -26,11 +28,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=8192)
     ap.add_argument("--precision", default="bfloat16", choices=("bfloat16", "float8"))
-    ap.add_argument("--out", help="write the kernel table here instead of printing it")
+    add_arguments(ap)
     args = ap.parse_args()
-    model = random_model(ModelConfig(), "cuda")
-    if args.precision == "float8":
-        quantize_float8(model)
+    model = random_model(ModelConfig(), "cuda", dtype=args.precision)
     state = model.new_state(1)
     state.counters["kv_len"].fill_(model.config.kv_capacity)
     state.counters["next_pos"].fill_(9000)
@@ -66,11 +66,8 @@ def main():
             print(f"decode step from its CUDA graph: {sec * 1e3:.2f} ms "
                   f"({sec * 1e3 - busy:.2f} ms more than its kernels' GPU time)", flush=True)
     table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=80)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(table)
-    else:
-        print(table)
+    shape = "decode-step" if t == 1 else f"{t}-tokens"
+    print(f"kernel table: {save(out_path(args, 'profile_decoder', f'{shape}-{args.precision}', ext='txt'), table)}")
 
 
 if __name__ == "__main__":

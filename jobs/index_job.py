@@ -10,7 +10,7 @@ the CLI's: 0 finished (failed videos listed), 2 usage error, 3 nothing could be 
 
 import sys
 
-from vidindex.cli import main
+from vidindex.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["index", *sys.argv[1:]]))

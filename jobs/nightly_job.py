@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import fsspec
 
-from vidindex.cli import main as cli_main
+from vidindex.cli.main import main as cli_main
 
 DEFAULT_TTL_HOURS = 24.0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs vidindex and runs the embedded default end to end.
+# Installs vidindex (into .venv unless a virtual environment is active) and runs the embedded
+# default end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q "torch==2.13.0"
+. scripts/env.sh
 python3 -m pip install -q -e .
 vidindex demo "$@"

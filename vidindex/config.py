@@ -190,12 +190,17 @@ class IndexConfig:
 
     @property
     def snapshot_root(self) -> str:
-        """Where snapshot blobs go: snapshot_uri, else a "snapshots" folder beside the tables."""
+        """Where snapshot blobs go: snapshot_uri, else default_snapshot_root(db_uri)."""
         if self.snapshot_uri:
             return self.snapshot_uri
         if not self.db_uri:
             raise ConfigError("no snapshot_uri and no db_uri: set one to say where snapshots go")
-        return self.db_uri.rstrip("/") + "/snapshots"
+        return default_snapshot_root(self.db_uri)
+
+
+def default_snapshot_root(db_uri: str) -> str:
+    """Snapshot blobs of a database given no snapshot_uri: a "snapshots" folder beside its tables."""
+    return db_uri.rstrip("/") + "/snapshots"
 
 
 # ---- validation helpers (each error names the setting)

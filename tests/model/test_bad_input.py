@@ -21,18 +21,36 @@ from .conftest import make_frames
 def test_malformed_frames(tiny_model, frames, match):
     stream = tiny_model.new_stream()
     with pytest.raises(FrameError, match=match):
-        stream.feed(frames, [0.0, 1.0][: len(frames)] or [0.0])
+        stream.feed([frames], [[0.0, 1.0][: len(frames)] or [0.0]])
 
 
 def test_malformed_timestamps_leave_the_stream_unchanged(tiny_model):
     stream = tiny_model.new_stream()
-    stream.feed(make_frames(2), [0.0, 1.0])
+    stream.feed(make_frames(2)[None], [[0.0, 1.0]])
     before = {k: t.clone() for k, t in stream.state_tensors().items()}
-    for ts, match in (([1.0, 2.0], "after the last one"), ([3.0, 3.0], "increase strictly"),
-                      ([np.nan, 4.0], "finite"), ([5.0], "does not match")):
+    for ts, match in (([[1.0, 2.0]], "after the last one"), ([[3.0, 3.0]], "increase strictly"),
+                      ([[np.nan, 4.0]], "finite"), ([[5.0]], r"shape \[1, 1\], expected \[1, 2\]"),
+                      ([5.0, 6.0], r"shape \[2\], expected \[1, 2\]"), ([[5.0], [6.0, 7.0]], "expected seconds")):
         with pytest.raises(FrameError, match=match):
-            stream.feed(make_frames(2), ts)
+            stream.feed(make_frames(2)[None], ts)
     assert all(torch.equal(t, before[k]) for k, t in stream.state_tensors().items())
+
+
+def test_unbatched_frames_and_a_bare_question_get_clear_errors(tiny_model):
+    """Frames and timestamps are always per stream ([B, N, ...], [B, N]), questions always a list."""
+    stream = tiny_model.new_stream()
+    with pytest.raises(FrameError, match=r"expected \[B, N, H, W, 3\] with B = 1 streams.*f\[None\]"):
+        stream.feed(make_frames(2), [[0.0, 1.0]])
+    with pytest.raises(FrameError, match=r"one group of frames per stream \(1\), got 2"):
+        stream.feed([make_frames(2), make_frames(2)], [[0.0, 1.0], [0.0, 1.0]])
+    pair = tiny_model.new_stream(batch=2)
+    with pytest.raises(FrameError, match="same number and size of frames"):
+        pair.feed([make_frames(2), make_frames(1)], [[0.0, 1.0], [0.0]])
+    stream.feed(make_frames(2)[None], [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="list of str"):
+        stream.ask("What?")
+    with pytest.raises(ValueError, match="2 questions for 1 streams"):
+        stream.ask(["What?", "Where?"])
 
 
 def test_a_resumed_stream_checks_against_the_state_it_was_saved_with(tiny_model):
@@ -40,20 +58,20 @@ def test_a_resumed_stream_checks_against_the_state_it_was_saved_with(tiny_model)
     bytes starts them from its state: the timestamp check holds, its vision span is still open
     (no second <|vision_start|>), and it goes on exactly as the original."""
     stream = tiny_model.new_stream()
-    stream.feed(make_frames(2), [0.0, 1.0])
+    stream.feed(make_frames(2)[None], [[0.0, 1.0]])
     resumed = Stream.from_bytes(tiny_model, stream.to_bytes())
     with pytest.raises(FrameError, match="after the last one"):
-        resumed.feed(make_frames(1), [1.0])
-    frames = make_frames(2, seed=5)
-    resumed.feed(frames, [1.5, 2.0])
-    stream.feed(frames, [1.5, 2.0])
+        resumed.feed(make_frames(1)[None], [[1.0]])
+    frames = make_frames(2, seed=5)[None]
+    resumed.feed(frames, [[1.5, 2.0]])
+    stream.feed(frames, [[1.5, 2.0]])
     a, b = stream.state_tensors(), resumed.state_tensors()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_corrupt_snapshot(tiny_model, tmp_path):
     stream = tiny_model.new_stream()
-    stream.feed(make_frames(2), [0.0, 1.0])
+    stream.feed(make_frames(2)[None], [[0.0, 1.0]])
     path = tmp_path / "s.safetensors"
     stream.save(str(path))
     data = path.read_bytes()
@@ -88,7 +106,7 @@ def test_snapshot_with_a_damaged_header(tiny_model, edit, match):
     from vidindex.model import Stream
 
     stream = tiny_model.new_stream()
-    stream.feed(make_frames(2), [0.0, 1.0])
+    stream.feed(make_frames(2)[None], [[0.0, 1.0]])
     with pytest.raises(SnapshotError, match="s: " + match):
         Stream.from_bytes(tiny_model, rewrite_header(stream.to_bytes(), edit), "s")
 
@@ -98,7 +116,7 @@ def test_a_snapshot_loads_whatever_the_alignment_of_its_tensors(tiny_model):
     from vidindex.model import Stream
 
     stream = tiny_model.new_stream()
-    stream.feed(make_frames(2), [0.0, 1.0])
+    stream.feed(make_frames(2)[None], [[0.0, 1.0]])
     data = stream.to_bytes()
 
     def shift(header):  # one padding byte before all tensor bytes: every offset becomes odd
@@ -120,7 +138,7 @@ def test_snapshot_from_another_config(tiny_model, tmp_path):
     (d / "config.json").write_text(json.dumps(cfg))
     other = load_model(d, device="cpu", frame_size=TINY_FRAME_SIZE)
     stream = other.new_stream()
-    stream.feed(make_frames(1), [0.0])
+    stream.feed(make_frames(1)[None], [[0.0]])
     uri = str(tmp_path / "other.safetensors")
     stream.save(uri)
     with pytest.raises(SnapshotError, match="other.safetensors: snapshot is from another model config"):

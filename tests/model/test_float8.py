@@ -151,11 +151,12 @@ def test_float8_model_streams_answers_and_resumes_exactly(tmp_path, tiny_checkpo
 
     frames, times = make_frames(6, seed=3), np.arange(6, dtype=np.float64)
     ref, s8 = tiny_model.new_stream(), model.new_stream()
-    ref_logits, logits = ref.feed(frames[:4], times[:4]), s8.feed(frames[:4], times[:4])
+    ref_logits, logits = ref.feed(frames[None, :4], [times[:4]]), s8.feed(frames[None, :4], [times[:4]])
     # A random tiny model amplifies rounding (bf16 is 0.14 off here, float8 about 0.67); a
     # wrong scale or layout would be off by far more than 1.
     assert rel(logits, ref_logits) < 0.8
-    assert isinstance(s8.ask("What is happening?", max_new_tokens=6), str)
+    [answer] = s8.ask(["What is happening?"], max_new_tokens=6)
+    assert isinstance(answer, str)
 
     uri = str(tmp_path / "f8.safetensors")
     s8.save(uri)
@@ -164,8 +165,8 @@ def test_float8_model_streams_answers_and_resumes_exactly(tmp_path, tiny_checkpo
     from vidindex.model import read_snapshot_metadata
 
     assert read_snapshot_metadata(s8.to_bytes())["dtype"] == "float8"
-    a = s8.feed(frames[4:], times[4:])
-    b = resumed.feed(frames[4:], times[4:])
+    a = s8.feed(frames[None, 4:], [times[4:]])
+    b = resumed.feed(frames[None, 4:], [times[4:]])
     assert torch.equal(a, b)
     for name, t in s8.state_tensors().items():
         assert torch.equal(t, resumed.state_tensors()[name]), name

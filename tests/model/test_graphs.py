@@ -1,6 +1,6 @@
 """The chunked forward the CUDA graphs run (graphs.py): the split and the arithmetic are those of
-one eager forward. The capture itself needs a GPU: bench/gpu_model_check.py compares graphed
-and eager feeds there."""
+one eager forward. The capture itself needs a GPU: tests/gpu/test_model_4b_cuda.py compares
+graphed and eager feeds there."""
 
 import pytest
 import torch
@@ -26,7 +26,7 @@ def test_chunked_forward_equals_one_forward(tiny_model):
     state and the same last logits."""
     m = tiny_model
     stream = m.new_stream()
-    stream.feed(make_frames(2), [0.0, 0.5])  # a state with history, vision span open
+    stream.feed(make_frames(2)[None], [[0.0, 0.5]])  # a state with history, vision span open
     frames = torch.as_tensor(make_frames(11, seed=4))
     embeds = m.embed_frames(frames).reshape(1, -1, m.config.hidden_size)
     positions = stream._frame_positions(torch.arange(1.0, 6.5, 0.5, dtype=torch.float64)[None])
@@ -57,7 +57,7 @@ def test_last_layer_mlp_on_the_last_token_only(tiny_model):
     those of running every layer on every token."""
     m = tiny_model
     stream = m.new_stream()
-    stream.feed(make_frames(2), [0.0, 0.5])
+    stream.feed(make_frames(2)[None], [[0.0, 0.5]])
     embeds = m.embed_frames(torch.as_tensor(make_frames(3, seed=2))).reshape(1, -1, m.config.hidden_size)
     positions = stream._frame_positions(torch.tensor([[1.0, 1.5, 2.0]], dtype=torch.float64))
 

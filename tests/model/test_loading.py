@@ -14,7 +14,7 @@ from .conftest import make_frames
 
 
 def _logits(model):
-    return model.new_stream().feed(make_frames(2), [0.0, 1.0])
+    return model.new_stream().feed(make_frames(2)[None], [[0.0, 1.0]])
 
 
 def test_both_layouts_load_to_the_same_model(tmp_path, tiny_model):
@@ -24,6 +24,17 @@ def test_both_layouts_load_to_the_same_model(tmp_path, tiny_model):
     assert any(k.startswith("model.visual.blocks.") for k in keys)
     other = load_model(nested, device="cpu", frame_size=TINY_FRAME_SIZE)
     assert torch.equal(_logits(other), _logits(tiny_model))
+
+
+def test_a_random_model_is_finished_as_a_loaded_one(tiny_model):
+    """random_model and load_model finish a model the same way: on the CPU, the same seed gives
+    the tiny checkpoint's weights, and the same logits."""
+    from vidindex.model.tiny import random_model
+
+    model = random_model(tiny_model.config, "cpu", dtype="float32", seed=0, frame_size=TINY_FRAME_SIZE,
+                         kernels="reference")
+    assert (model.precision, model.kernels.name) == (tiny_model.precision, tiny_model.kernels.name)
+    assert torch.equal(_logits(model), _logits(tiny_model))
 
 
 def test_seed_determines_the_weights(tmp_path, tiny_checkpoint):

@@ -16,7 +16,7 @@ def feed_in_chunks(model, frames, times, sizes):
     logits = None
     i = 0
     for n in sizes:
-        logits = stream.feed(frames[i:i + n], times[i:i + n])
+        logits = stream.feed(frames[None, i:i + n], [times[i:i + n]])
         i += n
     assert i == len(frames)
     return stream, logits
@@ -62,7 +62,7 @@ SNAPSHOT_SCRIPT = textwrap.dedent("""
     checkpoint, snapshot, frames_file = sys.argv[1:]
     model = load_model(checkpoint, device="cpu", dtype="float32", frame_size=TINY_FRAME_SIZE)
     stream = model.load_stream(snapshot)
-    logits = stream.feed(np.load(frames_file), np.arange(8, 14) * 0.5)
+    logits = stream.feed(np.load(frames_file)[None], [np.arange(8, 14) * 0.5])
     torch.save({"logits": logits, **stream.state_tensors()}, snapshot + ".out.pt")
 """)
 
@@ -107,8 +107,8 @@ def test_snapshot_bytes_are_checked_against_their_digest(tiny_model):
         Stream.from_bytes(tiny_model, b"\0" * 16 + data[16:], "a", sha256=digest)
     # A flipped bit in a tensor parses; the stream takes frames, but gives nothing out unchecked.
     damaged = Stream.from_bytes(tiny_model, data[:-1] + bytes([data[-1] ^ 1]), "a", sha256=digest)
-    damaged.feed(make_frames(1, seed=5), [3.0])
-    for output in (damaged.verify, lambda: damaged.ask("What?"), damaged.to_bytes, damaged.split):
+    damaged.feed(make_frames(1, seed=5)[None], [[3.0]])
+    for output in (damaged.verify, lambda: damaged.ask(["What?"]), damaged.to_bytes, damaged.split):
         with pytest.raises(SnapshotError, match=mismatch):
             output()
 
@@ -116,22 +116,22 @@ def test_snapshot_bytes_are_checked_against_their_digest(tiny_model):
 def test_ask_does_not_change_the_stream(tiny_model):
     stream, _ = feed_in_chunks(tiny_model, make_frames(6), np.arange(6.0), [6])
     before = {k: t.clone() for k, t in stream.state_tensors().items()}
-    answer = stream.ask("What is on screen?", max_new_tokens=8)
-    assert isinstance(answer, str)
+    answer = stream.ask(["What is on screen?"], max_new_tokens=8)
+    assert len(answer) == 1 and isinstance(answer[0], str)
     for name, t in stream.state_tensors().items():
         assert torch.equal(t, before[name]), name
     # and asking again gives the same answer (the branch starts from the same state)
-    assert stream.ask("What is on screen?", max_new_tokens=8) == answer
+    assert stream.ask(["What is on screen?"], max_new_tokens=8) == answer
 
 
 def test_state_size_is_constant(tiny_model):
     stream = tiny_model.new_stream()
-    stream.feed(make_frames(10), np.arange(10.0))
+    stream.feed(make_frames(10)[None], [np.arange(10.0)])
     after_10 = stream.state_bytes()
     shapes_10 = {k: t.shape for k, t in stream.state_tensors().items()}
     frames = make_frames(99, seed=5, h=28, w=28)
     for i in range(10):
-        stream.feed(frames, 10 + i * 99 + np.arange(99.0))
+        stream.feed(frames[None], [10 + i * 99 + np.arange(99.0)])
     assert stream.frames_seen == [1000]
     assert stream.state_bytes() == after_10
     assert {k: t.shape for k, t in stream.state_tensors().items()} == shapes_10
@@ -150,7 +150,8 @@ def test_batched_streams_equal_single_streams(tiny_model):
     assert_same_state(a, sa)
     assert_same_state(b, sb)
     answers = both.ask(["Describe it.", "What colour?"], max_new_tokens=6)
-    assert answers == [a.ask("Describe it.", max_new_tokens=6), b.ask("What colour?", max_new_tokens=6)]
+    assert answers == a.ask(["Describe it."], max_new_tokens=6) + b.ask(["What colour?"], max_new_tokens=6)
+    assert both.ask(["What colour?"], max_new_tokens=6, index=[1]) == b.ask(["What colour?"], max_new_tokens=6)
 
 
 def test_stack_then_split_round_trips(tiny_model):
@@ -168,7 +169,7 @@ def test_a_state_copies_another_in_place(tiny_model):
     """StreamState.copy_ (how the CUDA graphs' static states take a stream's state and give it
     back): every tensor equal after, in the same storage, the source untouched."""
     source = tiny_model.new_stream()
-    source.feed(make_frames(3), [0.0, 1.0, 2.0])
+    source.feed(make_frames(3)[None], [[0.0, 1.0, 2.0]])
     before = {k: t.clone() for k, t in source.state_tensors().items()}
     target = tiny_model.new_state(1)
     storage = {k: t.data_ptr() for k, t in target.tensors().items()}
@@ -184,16 +185,18 @@ def test_frames_fed_through_the_tower_beforehand_equal_frames_fed(tiny_model):
 
     frames, times = make_frames(5, seed=8), np.arange(5) * 0.5
     fed = tiny_model.new_stream()
-    logits = fed.feed(frames, times)
+    logits = fed.feed(frames[None], [times])
     embedded = tiny_model.new_stream()
     with torch.inference_mode():
-        embeds = tiny_model.embed_frames(torch.as_tensor(frames))
-    got = embedded.feed_embedded(embeds, times)
+        embeds = tiny_model.embed_frames(torch.as_tensor(frames))[None]  # [1, N, tokens, hidden]
+    got = embedded.feed_embedded(embeds, [times])
     assert_same_state(fed, embedded, atol=0)
     assert torch.equal(got, logits) and embedded.last_timestamp == fed.last_timestamp == [2.0]
     with pytest.raises(FrameError, match="after the last one fed"):
-        embedded.feed_embedded(embeds[:1], [2.0])
-    with pytest.raises(FrameError, match="2 for 1 embedded frames"):
-        embedded.feed_embedded(embeds[:1], [3.0, 3.5])
+        embedded.feed_embedded(embeds[:, :1], [[2.0]])
+    with pytest.raises(FrameError, match=r"shape \[1, 2\], expected \[1, 1\]"):
+        embedded.feed_embedded(embeds[:, :1], [[3.0, 3.5]])
     with pytest.raises(FrameError, match="increase strictly"):
-        embedded.feed_embedded(embeds[:2], [4.0, 4.0])
+        embedded.feed_embedded(embeds[:, :2], [[4.0, 4.0]])
+    with pytest.raises(FrameError, match="embeds: expected"):
+        embedded.feed_embedded(embeds[0], [[4.0, 4.5, 5.0, 5.5, 6.0]])

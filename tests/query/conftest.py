@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from vidindex.config import IndexConfig
-from vidindex.engine import Engine
+from vidindex.index.engine import Engine
 from vidindex.model import TINY_FRAME_SIZE, write_tiny_checkpoint
 from vidindex.store import Committer, Store, get_embedder
 from vidindex.video.synthetic import write_video
+
+from tests.video.conftest import make_video, video_dir  # noqa: F401  (fixtures for test_replay.py)
 
 VIDEO_SECONDS = 10.0
 # (video name, caption window end in seconds, planted text)
@@ -71,13 +73,13 @@ def archive(tmp_path_factory, tiny_dir, video_files, embedder) -> Archive:
     root = tmp_path_factory.mktemp("archive")
     db = str(root / "db")
     config = index_config(tiny_dir, db)
-    committer = Committer(db, config.snapshot_root, embedding_model=config.embedding_model)
-    results = Engine(config, committer=committer).index(list(video_files.values()))
+    committer = Committer.from_config(config)  # creates the tables the reader opens
+    store = Store(db, create=False)
+    results = Engine(config, reader=store, writer=committer).index(list(video_files.values()))
     by_name = {Path(r.uri).name: r for r in results}
     assert [by_name[f"cam{i}.mp4"].status for i in range(3)] == ["done"] * 3
     assert by_name["broken.mp4"].status == "failed"
     video_ids = {name: r.video_id for name, r in by_name.items()}
-    store = committer.store
     uris = {row["video_id"]: row["uri"] for row in store.rows("videos").to_pylist()}
     planted = []
     for name, t_end, text in PLANTED.values():
@@ -89,9 +91,9 @@ def archive(tmp_path_factory, tiny_dir, video_files, embedder) -> Archive:
                    uris={name: uris[vid] for name, vid in video_ids.items()}, failed_id=video_ids["broken.mp4"])
 
 
-@pytest.fixture(scope="package")  # stopped when the package ends, so later packages run without it
+@pytest.fixture
 def ray_local():
-    """A real local Ray cluster of 2 CPUs for this package."""
+    """A real local Ray cluster of 2 CPUs, started by the caller (the test) and stopped after it."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -22,9 +22,9 @@ def watched_until(db, video_id, t, frame_by_frame):
         taken = [(ts, frame) for ts, frame in frames if ts <= t]
     if frame_by_frame:
         for ts, frame in taken:
-            stream.feed(frame[None], [ts])
+            stream.feed(frame[None, None], [[ts]])
     else:
-        stream.feed(np.stack([f for _, f in taken]), [ts for ts, _ in taken])
+        stream.feed(np.stack([f for _, f in taken])[None], [[ts for ts, _ in taken]])
     return stream, len(taken)
 
 
@@ -51,7 +51,7 @@ def test_state_as_of_t_is_exactly_watching_until_t(exact_archive, t, snapshot_t,
     assert (as_of.snapshot_t, as_of.frames_replayed) == (snapshot_t, replayed)
     assert stream.frames_seen == [frames]
     assert_states(stream, direct, exact=True)
-    assert ask_at(db, video_id, t, QUESTION).answer == direct.ask(QUESTION, max_new_tokens=6)
+    assert [ask_at(db, video_id, t, QUESTION).answer] == direct.ask([QUESTION], max_new_tokens=6)
 
 
 def test_ask_at_t_on_a_batched_index(archive):
@@ -68,7 +68,7 @@ def test_ask_at_t_on_a_batched_index(archive):
     stream, _ = stream_as_of(archive.db, video_id, 7.3)
     direct, _ = watched_until(archive.db, video_id, 7.3, frame_by_frame=False)
     assert_states(stream, direct, exact=False)
-    assert result.answer == direct.ask(QUESTION, max_new_tokens=archive.config.max_new_tokens)
+    assert [result.answer] == direct.ask([QUESTION], max_new_tokens=archive.config.max_new_tokens)
     assert result.answer  # the tiny model answers in words
     # the same moment written as HH:MM:SS, and the video named by its URI
     again = ask_at(archive.db, archive.uris["cam2.mp4"], "00:00:07.3", QUESTION)
@@ -86,7 +86,7 @@ def test_after_the_end_means_the_end(archive):
     stream, _ = stream_as_of(archive.db, video_id, "end")
     direct, frames = watched_until(archive.db, video_id, 1e9, frame_by_frame=False)
     assert stream.frames_seen == [frames] == [20]
-    assert end.answer == direct.ask(QUESTION, max_new_tokens=archive.config.max_new_tokens)
+    assert [end.answer] == direct.ask([QUESTION], max_new_tokens=archive.config.max_new_tokens)
 
 
 def test_max_new_tokens_limits_the_answer(archive):

@@ -4,6 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from store_rows import CONFIG, VIDEO, caption, video_row
+from vidindex.query import search
 from vidindex.store import Committer, Store
 
 
@@ -13,16 +14,16 @@ def test_everything_on_s3(s3):
     fs_options = {"key": s3["key"], "secret": s3["secret"], "client_kwargs": {"endpoint_url": s3["endpoint"]},
                   "use_listings_cache": False}
     committer = Committer("s3://index/db", "s3://index/snapshots", "s3://index/lake",
-                          storage_options=lance_options, fs_options=fs_options)
+                          lance_options=lance_options, fs_options=fs_options)
     committer.start_video(video_row())
     snapshot = committer.commit_checkpoint(VIDEO, CONFIG, 60, b"state on s3", {"captions": [caption(0), caption(1)]},
                                            frames_seen=60)
     committer.finish_video(VIDEO, CONFIG)
     assert snapshot["uri"] == f"s3://index/snapshots/{VIDEO}/{CONFIG}/0000060000.safetensors"
 
-    reader = Store("s3://index/db", create=False, storage_options=lance_options, fs_options=fs_options)
+    reader = Store("s3://index/db", create=False, lance_options=lance_options, fs_options=fs_options)
     assert reader.latest_loadable_snapshot(VIDEO, CONFIG)[1] == b"state on s3"
-    assert reader.search_text("parking", video_id=VIDEO)[0]["t_end_ms"] in (30_000, 60_000)
+    assert search(reader, "parking", mode="fts", video_id=VIDEO).hits[0].t_end in (30, 60)
     assert reader.done_video_ids(CONFIG) == {VIDEO}
 
     import s3fs

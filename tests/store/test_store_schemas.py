@@ -1,11 +1,21 @@
 import json
+from pathlib import Path
 
 import lancedb
 import pyarrow as pa
 import pytest
 
 from vidindex.store import SchemaVersionError, Store, StoreError, TABLE_NAMES, load_schema
-from vidindex.store.schemas import PRIMARY_KEY, PRIMARY_KEY_POSITION, SCHEMA_DIR, VERSION_KEY
+from vidindex.store.schemas import PRIMARY_KEY, PRIMARY_KEY_POSITION, SCHEMA_FILES, VERSION_KEY
+
+SOURCE_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def test_packaged_schemas_are_a_copy_of_the_top_level_schemas():
+    packaged = {f.name: f.read_bytes() for f in SCHEMA_FILES.iterdir() if f.name.endswith(".json")}
+    source = {f.name: f.read_bytes() for f in SOURCE_SCHEMAS.glob("*.json")}
+    assert packaged == source, "refresh the packaged copy: cp schemas/*.json vidindex/store/table_schemas/"
+    assert sorted(packaged) == sorted(f"{table}.json" for table in TABLE_NAMES)
 
 
 def test_every_table_has_a_versioned_schema_file_with_its_key():
@@ -16,7 +26,7 @@ def test_every_table_has_a_versioned_schema_file_with_its_key():
         "snapshots": ("video_id", "config_id", "t_ms"),
     }
     for table in TABLE_NAMES:
-        data = json.loads((SCHEMA_DIR / f"{table}.json").read_text())
+        data = json.loads((SOURCE_SCHEMAS / f"{table}.json").read_text())
         assert isinstance(data["version"], int)
         assert load_schema(table).primary_key == keys[table]
 

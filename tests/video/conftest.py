@@ -39,7 +39,7 @@ def make_video(video_dir):
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """A moto S3 server on 127.0.0.1; yields storage options for s3fs."""
+    """A moto S3 server on 127.0.0.1; yields fsspec options (fs_options) for s3fs."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()

@@ -13,17 +13,16 @@ from vidindex.video import (BadDimensions, CorruptVideo, EmptyVideoFile, NotAVid
 from vidindex.video.synthetic import (read_frame_index, write_audio_only, write_empty_video,
                                       write_video)
 
-BACKENDS = ["pyav", "decord"]
 
 
-def expect_error(path, error, backend="pyav", **kwargs):
+def expect_error(path, error, **kwargs):
     """Both probe and sampling raise `error` naming the file; returns the sampling error."""
     with pytest.raises(error) as info:
         probe(path)
     assert os.path.basename(str(path)) in str(info.value)
     frames = []
     with pytest.raises(error) as info:
-        for item in sample_frames(path, backend=backend, **kwargs):
+        for item in sample_frames(path, **kwargs):
             frames.append(item)
     err = info.value
     assert isinstance(err, VideoError) and err.uri.endswith(os.path.basename(str(path)))
@@ -32,9 +31,8 @@ def expect_error(path, error, backend="pyav", **kwargs):
     return err
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_missing_file(tmp_path, backend):
-    expect_error(tmp_path / "missing.mp4", VideoNotFound, backend)
+def test_missing_file(tmp_path):
+    expect_error(tmp_path / "missing.mp4", VideoNotFound)
 
 
 def test_directory_instead_of_file(tmp_path):
@@ -55,11 +53,10 @@ def test_permission_denied_http(http_server, make_video):
     expect_error(http_server.url + "/forbidden/v.mp4", VideoPermissionError)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_zero_bytes(tmp_path, backend):
+def test_zero_bytes(tmp_path):
     path = tmp_path / "zero.mp4"
     path.write_bytes(b"")
-    expect_error(path, EmptyVideoFile, backend)
+    expect_error(path, EmptyVideoFile)
 
 
 @pytest.mark.parametrize("kind", ["text", "jpeg", "random"])
@@ -110,8 +107,7 @@ def test_truncated_mp4_with_index_at_end_fails_at_open(tmp_path):
     assert "moov" in str(err)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_corrupt_in_the_middle(tmp_path, make_video, backend):
+def test_corrupt_in_the_middle(tmp_path, make_video):
     """Documented behaviour: frames before the damage, then CorruptVideo with the time."""
     src, schedule = make_video("whole.mp4", seconds=10, fps=30, gop=30)
     data = bytearray(open(src, "rb").read())
@@ -121,17 +117,17 @@ def test_corrupt_in_the_middle(tmp_path, make_video, backend):
     path.write_bytes(bytes(data))
     got = []
     with pytest.raises(CorruptVideo) as e:
-        for item in sample_frames(path, fps=30, backend=backend):
+        for item in sample_frames(path, fps=30):
             got.append(item)
     assert not isinstance(e.value, VideoTruncated)
     assert "damaged.mp4" in str(e.value) and e.value.frames_yielded == len(got)
-    if backend == "pyav":  # pyav gets right up to the damage (decord stops far earlier)
-        assert 4.0 < got[-1][0] < 6.0
-        assert f"t={got[-1][0]:.3f}s" in str(e.value)
-        # skipping damage instead: the rest of the video still comes out, in order
-        rest = list(sample_frames(path, fps=30, on_corrupt="skip"))
-        times = [t for t, _ in rest]
-        assert times == sorted(times) and times[-1] > 9.9 and len(rest) > 250
+    # decoding gets right up to the damage
+    assert 4.0 < got[-1][0] < 6.0
+    assert f"t={got[-1][0]:.3f}s" in str(e.value)
+    # skipping damage instead: the rest of the video still comes out, in order
+    rest = list(sample_frames(path, fps=30, on_corrupt="skip"))
+    times = [t for t, _ in rest]
+    assert times == sorted(times) and times[-1] > 9.9 and len(rest) > 250
 
 
 def test_audio_only(tmp_path):
@@ -171,15 +167,14 @@ def test_absurd_dimensions(tmp_path, size, codec, ext):
     assert f"{size[0]}x{size[1]}" in str(err)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("rotation", [90, 180, 270])
-def test_rotated_video_comes_out_upright(tmp_path, rotation, backend):
+def test_rotated_video_comes_out_upright(tmp_path, rotation):
     path = tmp_path / f"phone_{rotation}.mp4"
     schedule = write_video(path, 3, 30, 320, 240, rotation=rotation)
     info = probe(path)
     assert info.rotation == rotation
     assert (info.width, info.height) == ((240, 320) if rotation in (90, 270) else (320, 240))
-    got = list(sample_frames(path, size=None, backend=backend))
+    got = list(sample_frames(path, size=None))
     assert got[0][1].shape == (info.height, info.width, 3)
     for t, frame in got:  # the code band is only readable when the frame is upright
         assert schedule.frame_times[read_frame_index(frame)] == t
@@ -198,6 +193,6 @@ def test_odd_sizes(tmp_path):
 def test_bad_arguments(make_video):
     path, _ = make_video("cfr_30.mp4", seconds=6, fps=30, gop=12)
     for kwargs in (dict(fps=0), dict(fps=-1), dict(size=0), dict(start=-1),
-                   dict(start=3, end=2), dict(backend="opencv"), dict(on_corrupt="ignore")):
+                   dict(start=3, end=2), dict(on_corrupt="ignore")):
         with pytest.raises(ValueError):
             sample_frames(path, **kwargs)

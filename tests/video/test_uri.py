@@ -6,7 +6,8 @@ import fsspec
 import pytest
 
 from vidindex.video import VideoNotFound, probe, sample_frames, video_id_for
-from vidindex.video.uri import ENV_S3_ENDPOINT, ENV_STORAGE_OPTIONS, redact_uri
+from vidindex.video.redact import redact_uri
+from vidindex.video.uri import ENV_S3_ENDPOINT, ENV_FS_OPTIONS
 from vidindex.video.synthetic import read_frame_index
 
 
@@ -33,7 +34,6 @@ def test_memory_uri(clip):
     fs = fsspec.filesystem("memory")
     fs.pipe("/videos/clip.mp4", open(path, "rb").read())
     check("memory://videos/clip.mp4", schedule)
-    check("memory://videos/clip.mp4", schedule, backend="decord")
     assert probe("memory://videos/clip.mp4").frame_count == 120
     with pytest.raises(VideoNotFound, match="memory://"):
         probe("memory://videos/nothing.mp4")
@@ -49,25 +49,24 @@ def s3_clip(s3_server, clip):
     return "s3://videos/talks/clip.mp4"
 
 
-def test_s3_with_storage_options(s3_server, s3_clip, clip):
-    check(s3_clip, clip[1], storage_options=s3_server)
-    check(s3_clip, clip[1], storage_options=s3_server, backend="decord")
-    info = probe(s3_clip, storage_options=s3_server)
+def test_s3_with_fs_options(s3_server, s3_clip, clip):
+    check(s3_clip, clip[1], fs_options=s3_server)
+    info = probe(s3_clip, fs_options=s3_server)
     assert info.uri == s3_clip and info.size_bytes == os.path.getsize(clip[0])
     with pytest.raises(VideoNotFound, match="s3://videos/talks/missing.mp4"):
-        probe("s3://videos/talks/missing.mp4", storage_options=s3_server)
+        probe("s3://videos/talks/missing.mp4", fs_options=s3_server)
 
 
 def test_s3_options_from_environment(monkeypatch, s3_server, s3_clip, clip):
     monkeypatch.setenv(ENV_S3_ENDPOINT, s3_server["endpoint_url"])
-    monkeypatch.setenv(ENV_STORAGE_OPTIONS, '{"key": "testing-key", "secret": "testing-secret"}')
+    monkeypatch.setenv(ENV_FS_OPTIONS, '{"key": "testing-key", "secret": "testing-secret"}')
     check(s3_clip, clip[1])
 
 
 def test_credentials_never_appear_in_errors(s3_server):
     options = {**s3_server, "secret": "SUPER-SECRET-VALUE"}
     with pytest.raises(VideoNotFound) as e:
-        probe("s3://videos/none.mp4", storage_options=options)
+        probe("s3://videos/none.mp4", fs_options=options)
     assert "SUPER-SECRET-VALUE" not in str(e.value) and "SUPER-SECRET" not in repr(e.value)
     assert redact_uri("https://user:pw@host/v.mp4?X-Amz-Signature=abc&x=1") == \
         "https://host/v.mp4?X-Amz-Signature=***&x=1"

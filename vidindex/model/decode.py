@@ -9,8 +9,6 @@ replays the graph. Same kernels, same shapes: the graph gives the eager step's l
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 
 from .graphs import capture
@@ -50,13 +48,13 @@ def decoder_for(model, state: StreamState):
     on the fast path (the state is copied into the graph's own), else eager on `state` itself."""
     if model.kernels.name != "fast":
         return lambda ids: eager_step(model, state, ids)
-    graphs: OrderedDict = model.__dict__.setdefault("_decode_graphs", OrderedDict())
+    steps = model.runtime.decode_steps
     batch = state.batch_size
-    if batch not in graphs:
-        while len(graphs) >= GRAPHS_KEPT:
-            graphs.popitem(last=False)
-        graphs[batch] = GraphedStep(model, batch)
-    graphs.move_to_end(batch)
-    step = graphs[batch]
+    if batch not in steps:
+        while len(steps) >= GRAPHS_KEPT:
+            steps.popitem(last=False)
+        steps[batch] = GraphedStep(model, batch)
+    steps.move_to_end(batch)
+    step = steps[batch]
     step.load(state)
     return step

@@ -108,10 +108,17 @@ class GraphedDecoder:
         return self.graphs[key]
 
 
-def graph_lock(model) -> threading.RLock:
-    """Held while a model's graphs run: their static states serve one stream at a time, so
-    threads sharing a model (a service, a notebook) take turns."""
-    return model.__dict__.setdefault("_graph_lock", threading.RLock())
+class GraphRuntime:
+    """What a model keeps between calls to run from CUDA graphs: made with the model
+    (InfiniteVL.runtime), filled on first use on the fast path, empty otherwise."""
+
+    def __init__(self):
+        # Held while the graphs run: their static states serve one stream at a time, so threads
+        # sharing a model (a service, a notebook) take turns.
+        self.lock = threading.RLock()
+        self.forwards: GraphedDecoder | None = None  # the decoder's captured forwards
+        self.decode_steps: OrderedDict = OrderedDict()  # batch size -> captured decode step (decode.py)
+        self.warmed_up = False  # stream.warm_up ran every captured shape once
 
 
 def forward_tokens(model, embeds: torch.Tensor, positions: torch.Tensor, state: StreamState) -> torch.Tensor:
@@ -119,8 +126,8 @@ def forward_tokens(model, embeds: torch.Tensor, positions: torch.Tensor, state: 
     the fast path."""
     if model.kernels.name != "fast":
         return model.forward_embeds(embeds, positions, state)
-    with graph_lock(model):
-        graphs = model.__dict__.get("_graphed_decoder")
-        if graphs is None:
-            graphs = model.__dict__["_graphed_decoder"] = GraphedDecoder(model)
-        return graphs.forward(embeds, positions, state)
+    runtime = model.runtime
+    with runtime.lock:
+        if runtime.forwards is None:
+            runtime.forwards = GraphedDecoder(model)
+        return runtime.forwards.forward(embeds, positions, state)

@@ -13,7 +13,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .float8 import Float8Linear
-from .kernels import Kernels, select_kernels
+from .graphs import GraphRuntime
+from .kernels import Kernels
 from .layers import DecoderLayer, RMSNorm, mrope_cos_sin
 from .state import StreamState
 from .vision import build_vision_tower, encode_frames, preprocess
@@ -38,6 +39,7 @@ class InfiniteVL(nn.Module):
         self.kernels = kernels or Kernels("reference")
         self.model = TextModel(cfg)
         self.visual = build_vision_tower(cfg.vision)
+        self.runtime = GraphRuntime()  # captured CUDA graphs and their lock (graphs.py)
         # Set by the loader: the tokenizer and where the weights came from.
         self.tokenizer = None
         self.model_id = "unnamed"
@@ -62,9 +64,6 @@ class InfiniteVL(nn.Module):
         if any(isinstance(m, Float8Linear) for m in self.modules()):
             return "float8"
         return str(self.dtype).removeprefix("torch.")
-
-    def use_kernels(self, choice: str | None) -> None:
-        self.kernels = select_kernels(self.device, choice)
 
     # Steps --------------------------------------------------------------------------------
     def embed_frames(self, frames_u8: torch.Tensor) -> torch.Tensor:
@@ -105,7 +104,7 @@ class InfiniteVL(nn.Module):
 
         return Stream(self, self.new_state(batch))
 
-    def load_stream(self, uri: str, storage_options: dict | None = None):
+    def load_stream(self, uri: str, fs_options: dict | None = None):
         from .stream import Stream
 
-        return Stream.load(self, uri, storage_options=storage_options)
+        return Stream.load(self, uri, fs_options=fs_options)

@@ -119,6 +119,28 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def finish_model(model: InfiniteVL, device, dtype: torch.dtype | str | None = None,
+                 kernels: str | None = None) -> InfiniteVL:
+    """Make a model whose weights are in place (a checkpoint's or random) ready to run, in place:
+    cast to dtype, rotary tables rebuilt on the device, no gradients, the vision MLP padded to
+    its fast width, float8 linear layers for dtype "float8", kernels chosen for the device.
+    dtype defaults to bf16 on CUDA, else fp32 (also the dtype of everything float8 leaves)."""
+    device = torch.device(device)
+    float8 = dtype == "float8"
+    if float8 or dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    elif isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    model.to(dtype)
+    reset_rotary_buffers(model.visual, device)
+    model.requires_grad_(False).eval()
+    pad_mlp_width(model.visual)
+    if float8:
+        quantize_float8(model)
+    model.kernels = select_kernels(device, kernels)
+    return model
+
+
 def load_model(
     path_or_hub_id: str | Path,
     device: str | torch.device | None = None,
@@ -133,12 +155,6 @@ def load_model(
     everything else in the default dtype."""
     directory = resolve_checkpoint(path_or_hub_id, revision)
     device = torch.device(device) if device is not None else default_device()
-    float8 = dtype == "float8"
-    if float8:
-        dtype = None
-    elif isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     cfg = ModelConfig.from_json(directory / "config.json")
     if not cfg.tie_word_embeddings:
         raise CheckpointError(f"{path_or_hub_id}: untied lm_head is not supported (InfiniteVL ties it)")
@@ -159,12 +175,7 @@ def load_model(
             with torch.no_grad():
                 for name in by_file[f]:
                     params[name].copy_(handle.get_tensor(raw_names[name]))
-    model.to(dtype)
-    reset_rotary_buffers(model.visual, device)
-    model.requires_grad_(False).eval()
-    pad_mlp_width(model.visual)
-    if float8:
-        quantize_float8(model)
+    finish_model(model, device, dtype, kernels)
 
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -176,6 +187,5 @@ def load_model(
         raise CheckpointError(f"{path_or_hub_id}: tokenizer could not be loaded ({e})") from None
     check_special_tokens(model.tokenizer, cfg, str(path_or_hub_id))
     model.model_id = str(path_or_hub_id)
-    model.kernels = select_kernels(device, kernels)
     log.info("loaded %s on %s (%s, kernels %s)", path_or_hub_id, device, model.precision, model.kernels.name)
     return model

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from .config import ModelConfig, VisionConfig
 from .infinitevl import InfiniteVL
+from .loading import build_empty, finish_model
 from .prompts import SPECIAL_TOKENS
 
 TINY_FRAME_SIZE = 56  # 2x2 merged tokens per frame
@@ -96,24 +97,18 @@ def random_weights(model: InfiniteVL, seed: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def random_model(cfg: ModelConfig, device, dtype=torch.bfloat16, seed: int = 0, frame_size: int = 448) -> InfiniteVL:
+def random_model(cfg: ModelConfig, device, dtype: torch.dtype | str | None = torch.bfloat16, seed: int = 0,
+                 frame_size: int = 448, kernels: str | None = None) -> InfiniteVL:
     """A model of any config with seeded random weights made on `device` (for GPU checks and
-    benchmarks at full size, where no checkpoint is needed)."""
-    from .kernels import select_kernels
-    from .loading import build_empty
-    from .vision import pad_mlp_width, reset_rotary_buffers
-
+    benchmarks at full size, where no checkpoint is needed). dtype and kernels as for
+    load_model; the same seed gives the same weights before rounding to dtype."""
     model = build_empty(cfg, frame_size)
     model.to_empty(device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             _fill_random(name, p, gen)
-    model.to(dtype)
-    reset_rotary_buffers(model.visual, device)
-    model.requires_grad_(False).eval()
-    pad_mlp_width(model.visual)
-    model.kernels = select_kernels(device)
+    finish_model(model, device, dtype, kernels)
     model.tokenizer = build_tokenizer()
     return model
 

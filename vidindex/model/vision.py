@@ -25,7 +25,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def frames_to_tensor(frames) -> torch.Tensor:
-    """Validate frames and return uint8 [N, H, W, 3]. Accepts a numpy array, a tensor or a list."""
+    """Validate one stream's frames and return uint8 [N, H, W, 3]. Accepts a numpy array, a
+    tensor or a list of frames."""
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise FrameError("frames: empty list")
@@ -35,8 +36,6 @@ def frames_to_tensor(frames) -> torch.Tensor:
     t = torch.as_tensor(frames)
     if t.dtype != torch.uint8:
         raise FrameError(f"frames: expected uint8 RGB, got dtype {t.dtype}")
-    if t.ndim == 3:
-        t = t[None]
     if t.ndim != 4 or t.shape[-1] != 3:
         raise FrameError(f"frames: expected shape [N, H, W, 3] (RGB), got {list(t.shape)}")
     if t.shape[0] == 0 or t.shape[1] < 2 or t.shape[2] < 2:

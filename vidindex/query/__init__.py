@@ -7,7 +7,7 @@
     ask_archive(db, "Is it raining?", where="status = 'done'")
 
 Each returns a dataclass with `to_dict()`; errors in the input raise QueryError naming it.
-The CLI (vidindex.query_cli) is a thin layer over these.
+The CLI (vidindex.cli.query) is a thin layer over these.
 """
 
 from vidindex.query.archive import (ArchiveAnswer, ArchiveResult, ArchiveSkip, answer_batch, ask_archive,

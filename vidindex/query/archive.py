@@ -9,8 +9,10 @@ Batches go to a pool of Ray actors that each load the model once (one GPU each w
 has GPUs); `use_ray=False` runs the same batches in this process.
 
 Answers are upserted into the answers table under question_id "adhoc-<12 hex of sha256 of the
-question>" and t_ms = the snapshot's time. Streams that already hold an answer to that question
-at that time are not asked again (unless `force`), so a re-run writes nothing new.
+question>" and t_ms = the snapshot's time, and each answered video's files in the Parquet copy
+its index run kept (the parquet_uri of its stored config) are exported again. Streams that
+already hold an answer to that question at that time are not asked again (unless `force`), so a
+re-run writes nothing new.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
 
-from vidindex.config import IndexConfig
+from vidindex.config import IndexConfig, default_snapshot_root
 from vidindex.query.ask import parse_at
-from vidindex.query.common import check_where, config_of, eq, open_store
+from vidindex.query.common import check_where, config_of, open_store
 from vidindex.query.errors import QueryError
 from vidindex.query.models import model_for, pick_device
+from vidindex.run.ray import plan_asking, ray_session
 from vidindex.store import Committer, Store
+from vidindex.store.sql import eq
 from vidindex.timefmt import format_time, from_ms
 
 DEFAULT_BATCH_SIZE = 8
@@ -65,7 +70,7 @@ class ArchiveResult:
     skipped: list[ArchiveSkip] = field(default_factory=list)  # nothing to ask from (no snapshot yet, failed)
     errors: list[ArchiveSkip] = field(default_factory=list)  # a snapshot that could not be used
     written: int = 0
-    ran_on: str = "none"  # "ray", "local", or "none" (everything was cached)
+    ran_on: str = "none"  # "ray", "local", "serve" (answer_batches), or "none" (everything was cached)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -84,10 +89,16 @@ def ask_archive(
     device: str | None = None,
     force: bool = False,
     ray_address: str | None = None,
+    answer_batches: Callable[[list[list[dict]], str], Iterable[list[dict]]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ArchiveResult:
     """Answer `question` for every videos row matching `where` (SQL on the videos table).
 
     use_ray: None = Ray when there is more than one batch or stream to ask, else in-process.
+    answer_batches: where the models are already warm (`vidindex serve`'s replicas): called with
+    (batches, question), yields each batch's answer_batch outputs in batch order.
+    progress: called with (streams answered so far, streams to answer) after the plan and after
+    each batch; streams with a stored answer count as answered.
     """
     started = time.perf_counter()
     if not isinstance(question, str) or not question.strip():
@@ -115,29 +126,39 @@ def ask_archive(
         else:
             pending.append(task)
     result.timings["plan_s"] = time.perf_counter() - started
+    done = len(tasks) - len(pending)
+    if progress:
+        progress(done, len(tasks))
 
     batches = _batches(pending, batch_size)
     t = time.perf_counter()
     if batches:
         if use_ray is None:
             use_ray = len(pending) > 1
-        outputs = (_run_on_ray(batches, question, num_actors, device, store.fs_options, ray_address) if use_ray
-                   else [answer_batch(batch, question, device, store.fs_options) for batch in batches])
-        result.ran_on = "ray" if use_ray else "local"
-        new_rows = []
+        if answer_batches is not None:
+            outputs, result.ran_on = answer_batches(batches, question), "serve"
+        else:
+            outputs = (_run_on_ray(batches, question, num_actors, device, store.fs_options, ray_address) if use_ray
+                       else (answer_batch(batch, question, device, store.fs_options) for batch in batches))
+            result.ran_on = "ray" if use_ray else "local"
+        answered = []  # (task, answers row)
         for batch, output in zip(batches, outputs):
+            done += len(batch)
+            if progress:
+                progress(done, len(tasks))
             for task, out in zip(batch, output):
                 if "error" in out:
                     result.errors.append(ArchiveSkip(task["video_id"], task["config_id"], task["uri"], out["error"]))
                     continue
                 result.answers.append(_answer(task, out["answer"], cached=False))
-                new_rows.append({"video_id": task["video_id"], "config_id": task["config_id"], "question_id": qid,
-                                 "t_ms": task["snapshot"]["t_ms"], "question": question, "answer": out["answer"]})
+                answered.append((task, {"video_id": task["video_id"], "config_id": task["config_id"],
+                                        "question_id": qid, "t_ms": task["snapshot"]["t_ms"], "question": question,
+                                        "answer": out["answer"]}))
         result.timings["ask_s"] = time.perf_counter() - t
-        if new_rows:
+        if answered:
             t = time.perf_counter()
-            Committer(store.uri, store.uri.rstrip("/") + "/snapshots", store=store).upsert("answers", new_rows)
-            result.written = len(new_rows)
+            _commit(store, answered)
+            result.written = len(answered)
             result.timings["commit_s"] = time.perf_counter() - t
     result.answers.sort(key=lambda a: (a.uri, a.video_id, a.config_id))
     result.timings["total_s"] = time.perf_counter() - started
@@ -170,8 +191,24 @@ def _plan(store: Store, videos: list[dict], at_s: float | None, result: ArchiveR
             "video_id": row["video_id"], "config_id": row["config_id"], "uri": row["uri"], "config": row["config"],
             "model_key": (config.model, config.model_revision, config.dtype, config.frame_size, config.max_new_tokens),
             "snapshot": {k: snapshot[k] for k in ("t_ms", "uri", "bytes", "sha256")},
+            "parquet_uri": config.parquet_uri,
         })
     return tasks
+
+
+def _commit(store: Store, answered: list[tuple[dict, dict]]) -> None:
+    """Upsert the new answers in one commit, then export each answered video again to the Parquet
+    copy its index run kept, if any (an export replaces the video's files: no duplicate rows)."""
+    snapshot_root = default_snapshot_root(store.uri)  # unused: answering writes no snapshot
+    Committer(store.uri, snapshot_root, store=store).upsert("answers", [row for _, row in answered])
+    copies = defaultdict(list)  # parquet_uri -> (video_id, config_id) of its answered videos
+    for task, _ in answered:
+        if task["parquet_uri"]:
+            copies[task["parquet_uri"]].append((task["video_id"], task["config_id"]))
+    for parquet_uri, keys in copies.items():
+        committer = Committer(store.uri, snapshot_root, parquet_uri, store=store, fs_options=store.fs_options)
+        for video_id, config_id in keys:
+            committer.export_parquet(video_id, config_id)
 
 
 def _batches(tasks: list[dict], batch_size: int) -> list[list[dict]]:
@@ -224,26 +261,22 @@ class ArchiveAsker:
 
 
 def _run_on_ray(batches, question, num_actors, device, fs_options, ray_address) -> list[list[dict]]:
-    """Answers per batch, in batch order, from a pool of actors (one GPU each where there are GPUs)."""
+    """Answers per batch, in batch order, from a pool of actors (vidindex.run.ray.plan_asking says
+    how many, with what). A Ray started here is shut down before returning."""
     import ray
     from ray.util import ActorPool
 
-    if not ray.is_initialized():
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    if gpus and device in (None, "auto", "cuda"):
-        options, actor_device, default_actors = {"num_gpus": 1}, "cuda", gpus
-    else:
-        options = {"num_cpus": 1}
-        actor_device = pick_device(device) if device not in (None, "auto") else "cpu"
-        default_actors = min(2, max(1, int(resources.get("CPU", 1))))
-    count = max(1, min(num_actors or default_actors, len(batches)))
-    remote = ray.remote(**options)(ArchiveAsker)
-    actors = [remote.remote(actor_device, fs_options) for _ in range(count)]
-    pool = ActorPool(actors)
-    try:
-        return list(pool.map(lambda actor, batch: actor.answer.remote(batch, question), batches))
-    finally:
-        for actor in actors:
-            ray.kill(actor)
+    with ray_session(ray_address):
+        resources = plan_asking(ray.cluster_resources(), len(batches), use_gpus=device in (None, "auto", "cuda"),
+                                actors=num_actors)
+        if resources.gpus_per_actor:
+            actor_device = "cuda"
+        else:
+            actor_device = pick_device(device) if device not in (None, "auto") else "cpu"
+        remote = ray.remote(**resources.options)(ArchiveAsker)
+        actors = [remote.remote(actor_device, fs_options) for _ in range(resources.actors)]
+        try:
+            return list(ActorPool(actors).map(lambda actor, batch: actor.answer.remote(batch, question), batches))
+        finally:
+            for actor in actors:
+                ray.kill(actor)

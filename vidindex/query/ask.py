@@ -21,7 +21,7 @@ from vidindex.model import SnapshotError, warm_up
 from vidindex.query.common import VideoTarget, open_store, parse_seconds, resolve_video
 from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.query.models import model_for
-from vidindex.replay import SEGMENT_SECONDS, Replay
+from vidindex.query.replay import SEGMENT_SECONDS, Replay
 from vidindex.store import SnapshotIntegrityError, Store, StoreError
 from vidindex.timefmt import format_time, from_ms
 from vidindex.video import VideoError
@@ -86,7 +86,7 @@ def ask_at(
     target = resolve_video(store, video, config_id)
     stream, as_of = _stream_as_of(store, target, at_s, device, REPLAY_BATCH)
     t = time.perf_counter()
-    answer = stream.ask(question, max_new_tokens=max_new_tokens or target.config.max_new_tokens)
+    [answer] = stream.ask([question], max_new_tokens=max_new_tokens or target.config.max_new_tokens)
     as_of.timings["ask_s"] = time.perf_counter() - t
     as_of.timings["total_s"] = time.perf_counter() - started
     return AskResult(question=question, answer=answer, as_of=as_of, device=str(stream.model.device))
@@ -97,7 +97,7 @@ def stream_as_of(db: str | Store, video: str, at, *, config_id: str | None = Non
     """(Stream, AsOf): the video's stream state after every sampled frame with timestamp <= at.
 
     replay_batch frames are fed per forward; the replay is decoded by several processes at once,
-    in parts that start segment_seconds long (vidindex.replay)."""
+    in parts that start segment_seconds long (vidindex.query.replay)."""
     at_s = parse_at(at)
     store = open_store(db)
     return _stream_as_of(store, resolve_video(store, video, config_id), at_s, device, replay_batch,

@@ -11,7 +11,7 @@ from typing import Any
 from vidindex.config import ConfigError, IndexConfig
 from vidindex.query.errors import QueryError
 from vidindex.store import Store, StoreError
-from vidindex.store.lance_store import sql_literal
+from vidindex.store.sql import and_clauses, eq
 from vidindex.timefmt import format_time, parse_time
 
 DEFAULT_ASK_QUESTION = "What is happening?"
@@ -48,15 +48,6 @@ def check_where(store: Store, table: str, where: str | None, option: str = "--wh
         raise QueryError(
             f"bad {option} filter {where!r} on table {table}: {_first_line(error)} (columns: {columns})"
         ) from None
-
-
-def and_clauses(*clauses: str | None) -> str | None:
-    present = [c for c in clauses if c]
-    return " AND ".join(f"({c})" for c in present) if present else None
-
-
-def eq(column: str, value: str | None) -> str | None:
-    return None if value is None else f"{column} = {sql_literal(value)}"
 
 
 @dataclass(frozen=True)

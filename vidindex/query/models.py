@@ -21,21 +21,19 @@ def pick_device(device: str | None = None) -> str:
     return str(device)
 
 
-def model_key(config: IndexConfig, device: str | None = None) -> tuple[str, str, int, str]:
-    return (config.model, config.dtype, config.frame_size, pick_device(device))
+def model_key(config: IndexConfig, device: str | None = None) -> tuple:
+    return (config.model, config.model_revision, config.dtype, config.frame_size, pick_device(device))
 
 
-def model_for(config: IndexConfig, device: str | None = None):
-    """The model a stream of `config` was indexed with, loaded once per process."""
+def model_for(config: IndexConfig, device: str | None = None, checkpoint: str | None = None):
+    """The model a stream of `config` was indexed with, loaded once per process; from
+    `checkpoint` instead of config.model when given (the same weights kept elsewhere, e.g. a
+    local copy of a hub checkpoint: `vidindex serve --model`). Snapshots check that they fit it."""
     key = model_key(config, device)
     with _lock:
         if key not in _models:
-            name, dtype, frame_size, where = key
-            _models[key] = load_model(name, device=where, dtype=dtype, frame_size=frame_size,
-                                      revision=config.model_revision)
+            name, revision, dtype, frame_size, where = key
+            _models[key] = load_model(checkpoint or name, device=where, dtype=dtype, frame_size=frame_size,
+                                      revision=None if checkpoint else revision)
         return _models[key]
 
-
-def loaded_model_keys() -> list[tuple]:
-    with _lock:
-        return list(_models)

@@ -19,11 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from vidindex.query.common import (DEFAULT_ASK_QUESTION, ask_command, and_clauses, check_where, eq,
-                                   open_store, parse_seconds)
+from vidindex.query.common import DEFAULT_ASK_QUESTION, ask_command, check_where, open_store, parse_seconds
 from vidindex.query.errors import QueryError
 from vidindex.store import Store
-from vidindex.store.lance_store import sql_literal
+from vidindex.store.sql import and_clauses, eq, sql_literal
 from vidindex.timefmt import from_ms
 
 MODES = ("fts", "vector", "hybrid")

@@ -13,14 +13,13 @@ import posixpath
 import re
 import uuid
 from dataclasses import dataclass
-from typing import IO, Callable, Union
+from typing import Union
 
 import fsspec
 
 from vidindex.store.errors import SnapshotIntegrityError, StoreError
 
-# Bytes, or a function that writes the blob into a binary file object (for states too big to copy).
-BlobSource = Union[bytes, bytearray, memoryview, Callable[[IO[bytes]], None]]
+BlobSource = Union[bytes, bytearray, memoryview]
 
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -44,52 +43,30 @@ def check_path_component(name: str, value: str) -> None:
         raise StoreError(f"{name} {value!r} cannot name a file: use letters, digits, '.', '_' or '-'")
 
 
-class _HashingWriter:
-    """File-like wrapper that counts and hashes what passes through it."""
-
-    def __init__(self, file: IO[bytes]):
-        self._file = file
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        self.sha256.update(view)
-        self.bytes += view.nbytes
-        self._file.write(view)
-        return view.nbytes
-
-    def flush(self) -> None:
-        self._file.flush()
-
-
-def write_blob(uri: str, source: BlobSource, storage_options: dict | None = None) -> BlobInfo:
+def write_blob(uri: str, source: BlobSource, fs_options: dict | None = None) -> BlobInfo:
     """Write `source` to `uri` atomically; returns its size and sha256. Fails loudly naming `uri`."""
-    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    fs, path = fsspec.core.url_to_fs(uri, **(fs_options or {}))
     directory, name = posixpath.split(path)
     temp_path = posixpath.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")  # dot: globs and Spark skip it
+    data = memoryview(source).cast("B")
     try:
         make_parent_dirs(fs, directory)
         with fs.open(temp_path, "wb") as file:
-            writer = _HashingWriter(file)
-            if callable(source):
-                source(writer)
-            else:
-                writer.write(source)
+            file.write(data)
         fs.mv(temp_path, path)
     except Exception as error:
         _remove_quietly(fs, temp_path)
         raise StoreError(f"cannot write snapshot blob {uri}: {error}") from error
-    return BlobInfo(uri=uri, bytes=writer.bytes, sha256=writer.sha256.hexdigest())
+    return BlobInfo(uri=uri, bytes=data.nbytes, sha256=hashlib.sha256(data).hexdigest())
 
 
-def read_blob(uri: str, expected_bytes: int, expected_sha256: str, storage_options: dict | None = None,
+def read_blob(uri: str, expected_bytes: int, expected_sha256: str, fs_options: dict | None = None,
               verify: bool = True) -> bytes:
     """The blob's bytes, after checking them against its snapshots row. verify=False checks
     the size only, for a caller that checks the sha256 itself (Stream.from_bytes does it while
     the tensors load)."""
     try:
-        with fsspec.open(uri, "rb", **(storage_options or {})) as file:
+        with fsspec.open(uri, "rb", **(fs_options or {})) as file:
             data = file.read()
     except FileNotFoundError:
         raise SnapshotIntegrityError(f"snapshot blob {uri} is missing") from None

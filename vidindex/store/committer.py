@@ -35,7 +35,7 @@ def utc_now() -> datetime:
 class Committer:
     """All writes of one index (db + snapshot blobs + optional Parquet copy).
 
-    `storage_options` go to LanceDB (object_store keys, e.g. aws_endpoint); `fs_options` go to
+    `lance_options` go to LanceDB (object_store keys, e.g. aws_endpoint); `fs_options` go to
     fsspec for snapshot blobs and Parquet files (e.g. s3fs's endpoint_url). Credentials belong
     in the environment, not in either.
     """
@@ -47,7 +47,7 @@ class Committer:
         parquet_uri: str | None = None,
         *,
         embedding_model: str | None = None,
-        storage_options: dict[str, str] | None = None,
+        lance_options: dict[str, str] | None = None,
         fs_options: dict | None = None,
         store: Store | None = None,
     ):
@@ -55,7 +55,7 @@ class Committer:
             db_uri,
             create=True,
             embedding_model=embedding_model,
-            storage_options=storage_options,
+            lance_options=lance_options,
             fs_options=fs_options,
         )
         self.snapshot_root = snapshot_root
@@ -128,7 +128,7 @@ class Committer:
     ) -> dict:
         """Commit the stream state at time `t` (seconds) with all caption/answer rows up to t.
 
-        `state` is the safetensors blob as bytes, or a function writing it to a binary file.
+        `state` is the safetensors blob as bytes.
         `video_columns` (e.g. frames_sampled) are set on the videos row with last_snapshot_ms.
         Returns the snapshots row. Raises StoreError (naming the URI) if any step fails; a
         failed commit can be retried with the same arguments.

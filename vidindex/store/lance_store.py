@@ -1,5 +1,5 @@
 """Store: the four vidindex tables in one LanceDB database, with keyed upserts, the reads that
-indexing and resume need, and simple caption search.
+indexing and resume need, and the captions indexes (search itself is vidindex.query.search).
 
 Writes should go through a Committer (vidindex.store.committer), which serializes them: LanceDB
 merge_insert races under concurrent writers.
@@ -20,7 +20,7 @@ from vidindex.store.blobs import read_blob
 from vidindex.store.embeddings import TextEmbedder, get_embedder
 from vidindex.store.errors import SchemaVersionError, SnapshotIntegrityError, StoreError
 from vidindex.store.schemas import TABLE_NAMES, VERSION_KEY, load_schema
-from vidindex.timefmt import to_ms
+from vidindex.store.sql import and_clauses, eq
 
 EMBEDDING_MODEL_KEY = "vidindex.embedding_model"
 # Below this many captions the vector search is an exact scan (a few ms); an IVF_PQ index needs
@@ -40,7 +40,7 @@ class Store:
         create: bool = True,
         embedding_model: str | None = None,
         embedder: TextEmbedder | None = None,
-        storage_options: dict[str, str] | None = None,
+        lance_options: dict[str, str] | None = None,
         fs_options: dict | None = None,
     ):
         self.uri = str(db_uri)
@@ -50,7 +50,7 @@ class Store:
             raise StoreError(f"no vidindex database at {self.uri}: the directory does not exist")
         with self._failing_loudly("connect to"):
             # read_consistency_interval=0: every read sees the latest commit, also other processes'.
-            self._db = lancedb.connect(self.uri, storage_options=storage_options, read_consistency_interval=timedelta(0))
+            self._db = lancedb.connect(self.uri, storage_options=lance_options, read_consistency_interval=timedelta(0))
         self._tables: dict[str, Any] = {}
         self._arrow: dict[str, pa.Schema] = {}
         for name in TABLE_NAMES:
@@ -209,10 +209,10 @@ class Store:
 
     def rows(self, table: str, *, video_id: str | None = None, config_id: str | None = None, where: str | None = None) -> pa.Table:
         """Rows of `table`, optionally of one video/config and matching an SQL `where`."""
-        clauses = [c for c in (_eq("video_id", video_id), _eq("config_id", config_id), where) if c]
+        where = and_clauses(eq("video_id", video_id), eq("config_id", config_id), where)
         query = self.table(table).search().limit(None)
-        if clauses:
-            query = query.where(" AND ".join(f"({c})" for c in clauses))
+        if where:
+            query = query.where(where)
         with self._failing_loudly(f"read {table!r} at", table):
             return query.to_arrow()
 
@@ -221,7 +221,7 @@ class Store:
         return found[0] if found else None
 
     def videos(self, *, status: str | None = None, config_id: str | None = None) -> list[dict]:
-        return self.rows("videos", config_id=config_id, where=_eq("status", status)).to_pylist()
+        return self.rows("videos", config_id=config_id, where=eq("status", status)).to_pylist()
 
     def done_video_ids(self, config_id: str) -> set[str]:
         """Videos finished under `config_id`: a run with that config skips them."""
@@ -254,44 +254,6 @@ class Store:
             except SnapshotIntegrityError:
                 continue
         return None
-
-    # ---- search (the full query feature lives elsewhere; these are the building blocks)
-
-    def search_text(self, query: str, **filters: Any) -> list[dict]:
-        """Captions matching words of `query` (full-text, BM25), best first."""
-        table = self.table("captions")
-        if not any(index.columns == ["text"] for index in table.list_indices()):
-            raise StoreError(f"captions at {self.uri} have no full-text index yet: run ensure_indexes()")
-        return self._search(table.search(query, query_type="fts"), **filters)
-
-    def search_vector(self, query: str, **filters: Any) -> list[dict]:
-        """Captions nearest in meaning to `query` (cosine distance of embeddings), nearest first."""
-        vector = self.embedder.embed([query])[0]
-        search = self.table("captions").search(vector, vector_column_name="embedding").distance_type("cosine")
-        return self._search(search, **filters)
-
-    def _search(
-        self,
-        search,
-        *,
-        video_id: str | None = None,
-        config_id: str | None = None,
-        t_from: float | str | None = None,
-        t_to: float | str | None = None,
-        limit: int = 10,
-    ) -> list[dict]:
-        """Filters: one video/config; captions whose window (t_start, t_end] overlaps
-        [t_from, t_to] (seconds or HH:MM:SS)."""
-        clauses = [c for c in (_eq("video_id", video_id), _eq("config_id", config_id)) if c]
-        if t_from is not None:
-            clauses.append(f"t_end_ms >= {to_ms(t_from)}")
-        if t_to is not None:
-            clauses.append(f"t_start_ms < {to_ms(t_to)}")
-        if clauses:
-            search = search.where(" AND ".join(clauses), prefilter=True)
-        columns = ["video_id", "config_id", "t_start_ms", "t_end_ms", "text"]
-        with self._failing_loudly("search captions at", "captions"):
-            return search.select(columns).limit(limit).to_list()
 
     def ensure_indexes(self, vector_min_rows: int = VECTOR_INDEX_MIN_ROWS) -> dict[str, str]:
         """Create the captions full-text index, and the vector index once there are
@@ -345,14 +307,3 @@ def _check_allowed(table: str, records: Iterable[dict]) -> None:
             if column in record and record[column] not in allowed:
                 raise StoreError(f"{table}: {column} must be one of {', '.join(allowed)}, got {record[column]!r}")
 
-
-def sql_literal(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _eq(column: str, value: str | None) -> str | None:
-    return None if value is None else f"{column} = {sql_literal(value)}"
-
-
-def _key_filter(video_id: str, config_id: str) -> str:
-    return f"{_eq('video_id', video_id)} AND {_eq('config_id', config_id)}"

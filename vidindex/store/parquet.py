@@ -33,11 +33,11 @@ def parquet_glob(uri: str, table: str) -> str:
 
 
 class ParquetExporter:
-    def __init__(self, store, uri: str, storage_options: dict | None = None):
+    def __init__(self, store, uri: str, fs_options: dict | None = None):
         self.store = store
         self.uri = uri.rstrip("/")
         try:
-            self._fs, self._root = fsspec.core.url_to_fs(self.uri, **(storage_options or {}))
+            self._fs, self._root = fsspec.core.url_to_fs(self.uri, **(fs_options or {}))
         except Exception as error:
             raise StoreError(f"cannot use parquet URI {uri}: {error}") from error
 

@@ -1,5 +1,6 @@
 """Table schemas, read from the versioned JSON files in schemas/ (the single source for LanceDB
-tables and Parquet files).
+tables and Parquet files). The package carries a copy of them as package data, in
+vidindex/store/table_schemas/ (a test keeps it equal to schemas/).
 
 Key fields carry Lance's unenforced-primary-key field metadata (with their position in the
 composite key): merge_insert upserts match on them, and concurrent merge_insert of new keys was
@@ -10,29 +11,15 @@ why every time column is integer milliseconds.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources import files
 
 import pyarrow as pa
 
 TABLE_NAMES = ("videos", "captions", "answers", "snapshots")
-
-
-def _schema_dir() -> Path:
-    """schemas/ of a source checkout (editable installs), else the copy a wheel installs under
-    <prefix>/share/vidindex/schemas; VIDINDEX_SCHEMA_DIR overrides both."""
-    if "VIDINDEX_SCHEMA_DIR" in os.environ:
-        return Path(os.environ["VIDINDEX_SCHEMA_DIR"])
-    checkout = Path(__file__).resolve().parents[2] / "schemas"
-    if checkout.is_dir():
-        return checkout
-    return Path(sys.prefix) / "share" / "vidindex" / "schemas"
-
-
-SCHEMA_DIR = _schema_dir()
+# The packaged copy of schemas/*.json (a Traversable: a folder, or a place inside a zip).
+SCHEMA_FILES = files("vidindex.store") / "table_schemas"
 
 PRIMARY_KEY = "lance-schema:unenforced-primary-key"
 PRIMARY_KEY_POSITION = "lance-schema:unenforced-primary-key:position"
@@ -99,14 +86,11 @@ def _arrow_type(table: str, spec: dict, embedding_dim: int | None) -> pa.DataTyp
 
 @lru_cache(maxsize=None)
 def load_schema(table: str) -> TableSchema:
-    """The schema of `table` from schemas/<table>.json."""
-    path = SCHEMA_DIR / f"{table}.json"
+    """The schema of `table` from schemas/<table>.json (its packaged copy)."""
     if table not in TABLE_NAMES:
         raise ValueError(f"unknown table {table!r}; tables are {', '.join(TABLE_NAMES)}")
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"schema file {path} is missing (set VIDINDEX_SCHEMA_DIR to the schemas/ folder)") from None
+    path = SCHEMA_FILES / f"{table}.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
     schema = TableSchema(
         name=data["table"],
         version=int(data["version"]),

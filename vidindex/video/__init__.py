@@ -15,10 +15,10 @@ from vidindex.video.errors import (BadDimensions, CorruptVideo, DecodeTimeout, E
 from vidindex.video.prefetch import FrameStream
 from vidindex.video.probe import VideoInfo, probe, video_id_for
 from vidindex.video.sampling import FrameSelector
-from vidindex.video.stream import BACKENDS, DEFAULT_BACKEND, sample_frames
+from vidindex.video.stream import sample_frames
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "BadDimensions", "CorruptVideo", "DecodeTimeout",
+    "BadDimensions", "CorruptVideo", "DecodeTimeout",
     "EmptyVideoFile", "FrameSelector", "FrameStream", "NoVideoStream", "NotAVideo",
     "UnsupportedCodec", "VideoError", "VideoInfo", "VideoNotFound", "VideoPermissionError",
     "VideoReadError", "VideoTruncated", "ZeroDurationVideo", "probe", "sample_frames",

@@ -1,4 +1,4 @@
-"""Decoding with PyAV (FFmpeg libraries bundled in the wheel): the default backend.
+"""Decoding with PyAV (FFmpeg libraries bundled in the wheel).
 
 Frame selection runs on packet timestamps, before decoding. A group of pictures (keyframe to
 keyframe) that holds no wanted frame is never decoded, and a wanted group is decoded only up to

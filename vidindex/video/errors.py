@@ -7,14 +7,14 @@ got (`last_timestamp`, `frames_yielded`), which the engine records as "partial a
 
 from __future__ import annotations
 
+from vidindex.video.redact import redact_uri
+
 
 class VideoError(Exception):
     """Base class: something about this video (not about vidindex) stops it being indexed."""
 
     def __init__(self, uri: str, problem: str, *, last_timestamp: float | None = None,
                  frames_yielded: int | None = None):
-        from vidindex.video.uri import redact_uri  # late import: uri imports errors
-
         self.uri = redact_uri(str(uri))
         self.problem = problem
         self.last_timestamp = last_timestamp

@@ -17,7 +17,8 @@ import av
 import numpy as np
 
 from vidindex.video.errors import CorruptVideo, DecodeTimeout, VideoError
-from vidindex.video.uri import redact_uri, storage_error
+from vidindex.video.redact import redact_uri
+from vidindex.video.uri import storage_error
 
 
 class Stopped(OSError):

@@ -71,10 +71,10 @@ def _id_from(uri: str, stat: ObjectStat, content: str = "") -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def video_id_for(uri, storage_options: dict | None = None, content_hash: bool = False) -> str:
+def video_id_for(uri, fs_options: dict | None = None, content_hash: bool = False) -> str:
     """Stable id: canonical URI + size + etag/mtime (or + a SHA-256 of the bytes, which
     survives re-uploads of the same content at the same URI but reads the whole file)."""
-    loc = locate(uri, storage_options)
+    loc = locate(uri, fs_options)
     stat = stat_object(loc)
     content = ""
     if content_hash:
@@ -234,20 +234,20 @@ def probe_open(loc: Location, fileobj, size: int, threads: int = 1
         raise
 
 
-def open_checked(uri, storage_options: dict | None = None):
+def open_checked(uri, fs_options: dict | None = None):
     """(loc, stat, fileobj) for a URI that exists and is not empty."""
-    loc = locate(uri, storage_options)
+    loc = locate(uri, fs_options)
     stat = stat_object(loc)
     if stat.size == 0:
         raise EmptyVideoFile(loc.uri, "file is empty (0 bytes)")
     return loc, stat, open_input(loc)
 
 
-def probe(uri, storage_options: dict | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+def probe(uri, fs_options: dict | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
           ) -> VideoInfo:
     """Describe the video at `uri`; raises a VideoError subclass for anything unusable."""
     def work():
-        loc, stat, fileobj = open_checked(uri, storage_options)
+        loc, stat, fileobj = open_checked(uri, fs_options)
         with fileobj:
             info, container, _ = probe_open(loc, fileobj, stat.size)
             container.close()

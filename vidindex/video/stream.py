@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from fractions import Fraction
-
 from vidindex.video.backend_pyav import PyAVReader
 from vidindex.video.frames import to_model_rgb
 from vidindex.video.prefetch import FrameStream, StoppableFile
 from vidindex.video.probe import DEFAULT_TIMEOUT_S, open_checked, probe_open
 from vidindex.video.sampling import as_fraction
 
-BACKENDS = ("pyav", "decord")
-DEFAULT_BACKEND = "pyav"  # chosen from bench/video_decode.py, see docs/benchmarks.md
-ENV_BACKEND = "VIDINDEX_VIDEO_BACKEND"
-
 
 def sample_frames(uri, fps: float = 1.0, size: int | None = 448, start: float = 0.0,
-                  end: float | None = None, backend: str | None = None,
-                  storage_options: dict | None = None, prefetch: int = 8,
+                  end: float | None = None,
+                  fs_options: dict | None = None, prefetch: int = 8,
                   timeout_s: float | None = DEFAULT_TIMEOUT_S, on_corrupt: str = "raise",
                   threads: int = 0) -> FrameStream:
     """Sample the video at `fps` frames per second of video time.
@@ -44,23 +37,16 @@ def sample_frames(uri, fps: float = 1.0, size: int | None = 448, start: float = 
         raise ValueError(f"need 0 <= start < end, got start={start}, end={end}")
     if on_corrupt not in ("raise", "skip"):
         raise ValueError("on_corrupt must be 'raise' or 'skip'")
-    backend = backend or os.environ.get(ENV_BACKEND) or DEFAULT_BACKEND
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown video backend {backend!r}; choose from {BACKENDS}")
     start_q = as_fraction(start)
 
     def produce(stop, stats):
-        loc, stat, raw = open_checked(uri, storage_options)
+        loc, stat, raw = open_checked(uri, fs_options)
         fileobj = StoppableFile(raw, stop)
         reader = None
         try:
-            info, container, stream = probe_open(
-                loc, fileobj, stat.size, threads=threads if backend == "pyav" else 1)
-            if backend == "pyav":
-                reader = PyAVReader(container, loc.uri, on_corrupt=on_corrupt)
-            else:
-                reader = _open_decord(loc, fileobj, container, stream, threads)
-            rotation = 0 if getattr(reader, "applies_rotation", False) else info.rotation
+            info, container, _ = probe_open(loc, fileobj, stat.size, threads=threads)
+            reader = PyAVReader(container, loc.uri, on_corrupt=on_corrupt)
+            rotation = info.rotation
             for t, image in reader.frames(fps_q, start_q):
                 if end is not None and t >= end:
                     break
@@ -71,7 +57,7 @@ def sample_frames(uri, fps: float = 1.0, size: int | None = 448, start: float = 
                 yield float(t), frame
             stats["decoded_frames"] = reader.decoded
             stats["bytes_read"] = fileobj.bytes_read
-            stats["skipped_damage_at"] = list(getattr(reader, "corrupt_spans", []))
+            stats["skipped_damage_at"] = list(reader.corrupt_spans)
         finally:
             if reader is not None:
                 reader.close()
@@ -79,14 +65,3 @@ def sample_frames(uri, fps: float = 1.0, size: int | None = 448, start: float = 
 
     return FrameStream(produce, uri, prefetch=prefetch, timeout_s=timeout_s)
 
-
-def _open_decord(loc, fileobj, container, stream, threads):
-    from vidindex.video.backend_decord import DecordReader
-
-    tb, start_pts = Fraction(stream.time_base), stream.start_time or 0
-    end = (float(stream.duration * tb) if stream.duration
-           else (container.duration / 1e6 if container.duration else None))
-    container.close()
-    fileobj.seek(0)
-    source = loc.path if loc.is_local else fileobj  # decord reads local paths itself
-    return DecordReader(source, loc.uri, tb, start_pts, end, threads=threads)

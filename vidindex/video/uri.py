@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import fsspec
 
@@ -19,7 +18,7 @@ from vidindex.video.errors import (VideoError, VideoNotFound, VideoPermissionErr
                                    VideoReadError)
 
 # JSON object of fsspec options applied to every URI, e.g. '{"anon": true}'.
-ENV_STORAGE_OPTIONS = "VIDINDEX_STORAGE_OPTIONS"
+ENV_FS_OPTIONS = "VIDINDEX_FS_OPTIONS"
 # S3-compatible endpoint (MinIO, Ceph, a local test server) for s3:// URIs.
 ENV_S3_ENDPOINT = "VIDINDEX_S3_ENDPOINT_URL"
 
@@ -46,24 +45,24 @@ def _protocols(fs) -> set[str]:
     return set(p) if isinstance(p, (tuple, list)) else {p}
 
 
-def storage_options_for(uri: str, storage_options: dict | None = None) -> dict:
+def fs_options_for(uri: str, fs_options: dict | None = None) -> dict:
     """Environment defaults for the URI's protocol, overridden by explicit options."""
     options: dict = {}
-    env = os.environ.get(ENV_STORAGE_OPTIONS)
+    env = os.environ.get(ENV_FS_OPTIONS)
     if env:
         try:
             options.update(json.loads(env))
         except ValueError as e:  # the value may hold secrets: do not echo it
-            raise ValueError(f"{ENV_STORAGE_OPTIONS} is not a JSON object") from e
+            raise ValueError(f"{ENV_FS_OPTIONS} is not a JSON object") from e
     if urlsplit(uri).scheme in ("s3", "s3a") and os.environ.get(ENV_S3_ENDPOINT):
         options.setdefault("endpoint_url", os.environ[ENV_S3_ENDPOINT])
-    options.update(storage_options or {})
+    options.update(fs_options or {})
     return options
 
 
-def locate(uri: str | os.PathLike, storage_options: dict | None = None) -> Location:
+def locate(uri: str | os.PathLike, fs_options: dict | None = None) -> Location:
     uri = os.fspath(uri)
-    options = storage_options_for(uri, storage_options)
+    options = fs_options_for(uri, fs_options)
     try:
         fs, path = fsspec.core.url_to_fs(uri, **options)
     except ImportError as e:  # e.g. s3fs/gcsfs not installed
@@ -107,7 +106,7 @@ def storage_error(uri: str, e: BaseException) -> VideoError:
         return VideoPermissionError(uri, "permission denied")
     if isinstance(e, OSError) and getattr(e, "errno", None) == 13:
         return VideoPermissionError(uri, "permission denied")
-    return VideoReadError(uri, f"storage error: {type(e).__name__}: {_scrub(str(e))}")
+    return VideoReadError(uri, f"storage error: {type(e).__name__}: {scrub_secrets(str(e))}")
 
 
 def _http_status(e: BaseException | None) -> int | None:
@@ -118,24 +117,3 @@ def _http_status(e: BaseException | None) -> int | None:
             return e.status
         e = e.__cause__ or e.__context__
     return None
-
-
-_SECRET_QUERY = re.compile(r"(?i)(signature|sig|token|credential|secret|key|password)=[^&\s]+")
-
-
-def _scrub(text: str) -> str:
-    return _SECRET_QUERY.sub(r"\1=***", text)
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without user:password@ and with secret-looking query values masked."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if not parts.scheme or len(parts.scheme) == 1:  # plain path (or a Windows drive letter)
-        return uri
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    if netloc == parts.netloc and _scrub(parts.query) == parts.query:
-        return uri  # nothing to hide; urlunsplit would also mangle memory:///x
-    return urlunsplit((parts.scheme, netloc, parts.path, _scrub(parts.query), parts.fragment))

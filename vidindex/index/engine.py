@@ -1,0 +1,354 @@
+"""The indexing engine: videos -> captions, answers and snapshots, committed through one Committer.
+
+    engine = Engine(IndexConfig(model=..., db_uri=...))  # or Engine(config, reader=store, writer=committer)
+    results = engine.index(["a.mp4", "s3://bucket/b.mp4"])
+
+Up to `config.streams_per_gpu` videos run as concurrent streams of one batched model state:
+each step feeds the next frames of every active video in one forward, and the captions and
+answers due at the same step are generated as one batch. A video whose latest committed
+snapshot is at t resumes there; a done video is skipped; a failing video is recorded as failed
+with its error and never disturbs the others. Both the tests and each Ray actor run this
+class; it needs no Ray.
+
+Events fire at boundaries (see vidindex.index.schedule): at b, after every frame with timestamp <= b
+was fed: the caption of (previous caption end, b], the questions due at b, then the snapshot,
+committed with every row up to b. At the end of the video: a last caption up to the end, the
+at-end questions, and a snapshot at the end (t = duration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from vidindex.config import IndexConfig
+from vidindex.model import Stream, load_model
+from vidindex.index.schedule import Actions, Schedule
+from vidindex.store import Committer, Store
+from vidindex.timefmt import to_ms
+from vidindex.video import VideoError, probe, sample_frames
+
+log = logging.getLogger(__name__)
+
+FRAMES_PER_STEP = 8  # frames fed per stream per forward, when no event falls in between
+
+
+@dataclass
+class VideoResult:
+    uri: str
+    video_id: str | None
+    status: str  # done | failed | skipped (already done with this config)
+    error: str | None = None
+    frames: int = 0  # frames fed in this run
+    video_seconds: float = 0.0  # seconds of video covered in this run
+    captions: int = 0
+    answers: int = 0
+    snapshots: int = 0
+    resumed_from_s: float | None = None
+    wall_s: float = 0.0
+
+
+@dataclass
+class _Event:
+    t_ms: int
+    actions: Actions
+    end: bool = False
+
+
+@dataclass
+class _Task:
+    """One video in flight; its row in the batched stream is its index in Engine._tasks."""
+
+    uri: str
+    video_id: str
+    end_ms: int
+    frames: object  # FrameStream
+    done_until_ms: int = 0  # last boundary whose events fired
+    caption_start_ms: int = 0
+    buffer: deque = field(default_factory=deque)
+    exhausted: bool = False
+    finished: bool = False
+    pending: dict = field(default_factory=lambda: {"captions": [], "answers": []})
+    result: VideoResult | None = None
+    started: float = field(default_factory=time.perf_counter)
+    start_ms: int = 0
+    last_ts: float = float("-inf")  # timestamp of the last frame fed (a resumed stream's comes from its snapshot)
+    last_snapshot_ms: int = -1
+
+    def fill(self, n: int) -> None:
+        while not self.exhausted and len(self.buffer) < n:
+            try:
+                self.buffer.append(next(self.frames))
+            except StopIteration:
+                self.exhausted = True
+
+    def frames_before(self, b_ms: int) -> int:
+        return sum(1 for ts, _ in self.buffer if ts * 1000 <= b_ms)
+
+
+def fallback_video_id(uri: str) -> str:
+    """An id for a video that cannot even be probed (missing, unreadable), so it still gets a row."""
+    return "unreadable-" + hashlib.sha256(str(uri).encode()).hexdigest()[:16]
+
+
+def describe_error(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class Engine:
+    def __init__(
+        self,
+        config: IndexConfig,
+        model=None,
+        *,
+        reader: Store | None = None,
+        writer: Committer | None = None,
+        frames_per_step: int = FRAMES_PER_STEP,
+        on_event: Callable[[str, dict], None] | None = None,
+        fs_options: dict | None = None,
+    ):
+        """`writer` takes every write (a Committer, or a proxy to a run's committer actor);
+        `reader` is the Store of the same tables, read for done videos and resume points.
+        Neither given: a Committer and a Store of config.db_uri."""
+        self.config = config
+        self._model = model
+        self.writer = writer or Committer.from_config(config)
+        self.reader = reader or Store(config.db_uri, create=False)  # after the writer: it creates the tables
+        self.schedule = Schedule(config)
+        self.frames_per_step = frames_per_step
+        self.on_event = on_event or (lambda kind, payload: None)
+        self.fs_options = fs_options
+        self._config_json = json.dumps(config.to_dict(), sort_keys=True)  # stored on every videos row
+        self._tasks: list[_Task] = []
+        self._batch: Stream | None = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            cfg = self.config
+            self._model = load_model(
+                cfg.model, device=None if cfg.device == "auto" else cfg.device, dtype=cfg.dtype,
+                frame_size=cfg.frame_size, revision=cfg.model_revision,
+            )
+        return self._model
+
+    # The run -------------------------------------------------------------------------------
+    def index(self, uris: Iterable[str]) -> list[VideoResult]:
+        uris = list(uris)
+        queue = deque(uris)
+        self._results: dict[str, VideoResult] = {}
+        while queue or self._tasks:
+            while queue and len(self._tasks) < self.config.streams_per_gpu:
+                uri = queue.popleft()
+                result = self._start(uri)
+                if result is not None:
+                    self._results[uri] = result
+            if self._tasks:
+                self._step()  # drops the videos it finishes
+        return [self._results[u] for u in uris]
+
+    def _start(self, uri: str) -> VideoResult | None:
+        """Begin a video: skipped, failed at once, or joined to the batch (returns None)."""
+        cfg, config_id = self.config, self.config.config_id
+        try:
+            info = probe(uri, fs_options=self.fs_options)
+        except VideoError as error:
+            return self._record_failure(uri, fallback_video_id(uri), error)
+        existing = self.reader.get_video(info.video_id, config_id)
+        if existing and existing["status"] == "done":
+            return VideoResult(uri, info.video_id, "skipped")
+        try:
+            self.writer.start_video({
+                "video_id": info.video_id, "config_id": config_id, "uri": info.uri,
+                "duration_s": info.duration, "fps": info.fps, "width": info.width, "height": info.height,
+                "model": cfg.model, "model_revision": cfg.model_revision,
+                "config": self._config_json,
+            })
+            stream, start_ms = self._resume_point(info.video_id)
+            frames = sample_frames(info.uri, fps=cfg.sample_fps, size=cfg.frame_size, start=start_ms / 1000,
+                                   fs_options=self.fs_options)
+        except VideoError as error:
+            return self._record_failure(uri, info.video_id, error)
+        task = _Task(uri=uri, video_id=info.video_id, end_ms=to_ms(info.duration), frames=frames,
+                     done_until_ms=start_ms, caption_start_ms=self.schedule.last_caption_end(start_ms),
+                     start_ms=start_ms, last_ts=stream.last_timestamp[0],
+                     last_snapshot_ms=start_ms if start_ms else -1)
+        task.result = VideoResult(uri, info.video_id, "done", resumed_from_s=start_ms / 1000 if start_ms else None)
+        self._tasks.append(task)
+        self._batch = stream if self._batch is None else Stream.stack([self._batch, stream])
+        self.on_event("start", {"uri": uri, "video_id": info.video_id, "resumed_from_s": start_ms / 1000,
+                                "duration_s": info.duration})
+        return None
+
+    def _resume_point(self, video_id: str) -> tuple[Stream, int]:
+        found = self.reader.latest_loadable_snapshot(video_id, self.config.config_id)
+        if found is None:
+            return self.model.new_stream(), 0
+        row, data = found
+        stream = Stream.from_bytes(self.model, data, source=row["uri"])
+        log.info("resuming %s from its snapshot at %.1fs", video_id, row["t_ms"] / 1000)
+        return stream, int(row["t_ms"])
+
+    # One step: read frames, fire due events, feed ------------------------------------------
+    def _step(self) -> None:
+        for task in self._tasks:
+            self._guarded(task, self._fill, task)
+        self._drop_finished()
+        while True:
+            due = [(i, ev) for i, t in enumerate(self._tasks) if (ev := self._due_event(t)) is not None]
+            if not due:
+                break
+            self._fire(due)
+            self._drop_finished()
+        if not self._tasks:
+            return
+        limits = [t.frames_before(self.schedule.next_boundary(t.done_until_ms)) for t in self._tasks]
+        n = min(min(limits), self.frames_per_step)
+        batch_frames, batch_times = [], []
+        for task in self._tasks:
+            taken = [task.buffer.popleft() for _ in range(n)]
+            batch_times.append([ts for ts, _ in taken])
+            batch_frames.append([frame for _, frame in taken])
+        try:
+            self._batch.feed(batch_frames, batch_times)
+        except Exception as error:  # a model error hits every stream of the forward
+            for task in list(self._tasks):
+                self._fail(task, error)
+            self._drop_finished()
+            return
+        for task, times in zip(self._tasks, batch_times):
+            advanced = times[-1] - max(task.last_ts, task.start_ms / 1000)
+            task.last_ts = times[-1]
+            task.result.frames += n
+            self.on_event("frames", {"uri": task.uri, "video_id": task.video_id, "frames": n,
+                                     "t_s": times[-1], "video_seconds": advanced})
+
+    def _fill(self, task: _Task) -> None:
+        task.fill(self.frames_per_step)
+        # Resumed: frames up to the snapshot's last frame were already fed.
+        while task.buffer and task.buffer[0][0] <= task.last_ts:
+            task.buffer.popleft()
+            task.fill(self.frames_per_step)
+
+    def _due_event(self, task: _Task) -> _Event | None:
+        """The next event of a task if it can fire now (no frame at or before it is still unfed)."""
+        if task.finished:
+            return None
+        b = self.schedule.next_boundary(task.done_until_ms)
+        if task.buffer:
+            return _Event(b, self.schedule.actions_at(b)) if task.buffer[0][0] * 1000 > b else None
+        if not task.exhausted:
+            return None
+        end_ms = max(task.end_ms, task.done_until_ms, to_ms(max(task.last_ts, 0.0)))
+        if b <= end_ms:
+            return _Event(b, self.schedule.actions_at(b))
+        final_caption = end_ms > task.caption_start_ms
+        snapshot = task.last_snapshot_ms != end_ms
+        return _Event(end_ms, Actions(final_caption, self.schedule.end_questions(), snapshot), end=True)
+
+    def _fire(self, due: list[tuple[int, _Event]]) -> None:
+        cfg = self.config
+        captioned = [(i, ev) for i, ev in due if ev.actions.caption]
+        if captioned:
+            texts = self._ask([i for i, _ in captioned], [cfg.caption_prompt] * len(captioned))
+            for (i, ev), text in zip(captioned, texts):
+                task = self._tasks[i]
+                task.pending["captions"].append({
+                    "video_id": task.video_id, "config_id": cfg.config_id,
+                    "t_start_ms": task.caption_start_ms, "t_end_ms": ev.t_ms, "text": text,
+                })
+                task.caption_start_ms = ev.t_ms
+        rounds = max((len(ev.actions.questions) for _, ev in due), default=0)
+        for r in range(rounds):
+            asked = [(i, ev, ev.actions.questions[r]) for i, ev in due if len(ev.actions.questions) > r]
+            answers = self._ask([i for i, _, _ in asked], [q.text for _, _, q in asked])
+            for (i, ev, q), answer in zip(asked, answers):
+                task = self._tasks[i]
+                task.pending["answers"].append({
+                    "video_id": task.video_id, "config_id": cfg.config_id, "question_id": q.id,
+                    "t_ms": ev.t_ms, "question": q.text, "answer": answer,
+                })
+        for i, ev in due:
+            task = self._tasks[i]
+            task.done_until_ms = ev.t_ms
+            if ev.actions.snapshot:
+                self._guarded(task, self._checkpoint, task, i, ev.t_ms)
+            if ev.end and not task.finished:
+                self._guarded(task, self._finish, task)
+
+    def _ask(self, index: list[int], questions: list[str]) -> list[str]:
+        return self._batch.ask(questions, max_new_tokens=self.config.max_new_tokens, index=index)
+
+    def _checkpoint(self, task: _Task, i: int, t_ms: int) -> None:
+        frames_seen = int(self._batch.state.counters["frames_seen"][i])
+        rows = {k: v for k, v in task.pending.items() if v}
+        snapshot = self.writer.commit_checkpoint(
+            task.video_id, self.config.config_id, t_ms / 1000, self._batch.to_bytes(i), rows,
+            frames_seen=frames_seen, video_columns={"frames_sampled": frames_seen},
+        )
+        task.result.captions += len(task.pending["captions"])
+        task.result.answers += len(task.pending["answers"])
+        task.result.snapshots += 1
+        task.last_snapshot_ms = t_ms
+        task.pending = {"captions": [], "answers": []}
+        self.on_event("checkpoint", {"uri": task.uri, "video_id": task.video_id, "t_s": t_ms / 1000,
+                                     "snapshot": snapshot})
+
+    def _finish(self, task: _Task) -> None:
+        wall = time.perf_counter() - task.started
+        covered = max(0.0, (task.done_until_ms - task.start_ms) / 1000)
+        task.result.video_seconds = covered
+        task.result.wall_s = wall
+        self.writer.finish_video(task.video_id, self.config.config_id, "done",
+                                    video_seconds_per_second=covered / wall if wall > 0 else None)
+        task.finished = True
+        self._close(task)
+        self.on_event("finish", {"uri": task.uri, "video_id": task.video_id, "status": "done"})
+
+    # Failures -------------------------------------------------------------------------------
+    def _guarded(self, task: _Task, fn, *args) -> None:
+        """Run a per-video step; a video or storage error fails this video only."""
+        try:
+            fn(*args)
+        except Exception as error:
+            self._fail(task, error)
+
+    def _fail(self, task: _Task, error: BaseException) -> None:
+        log.warning("video %s failed: %s", task.uri, describe_error(error))
+        task.result.status, task.result.error = "failed", describe_error(error)
+        task.result.wall_s = time.perf_counter() - task.started
+        task.finished = True
+        self._close(task)
+        try:
+            self.writer.finish_video(task.video_id, self.config.config_id, "failed", describe_error(error))
+        except Exception as store_error:  # the row stays partial; say so rather than hide it
+            log.error("could not record the failure of %s: %s", task.uri, describe_error(store_error))
+        self.on_event("finish", {"uri": task.uri, "video_id": task.video_id, "status": "failed",
+                                 "error": task.result.error})
+
+    def _record_failure(self, uri: str, video_id: str, error: BaseException) -> VideoResult:
+        config_id = self.config.config_id
+        self.writer.start_video({"video_id": video_id, "config_id": config_id, "uri": str(uri),
+                                    "model": self.config.model,
+                                    "config": self._config_json})
+        self.writer.finish_video(video_id, config_id, "failed", describe_error(error))
+        self.on_event("finish", {"uri": uri, "video_id": video_id, "status": "failed", "error": describe_error(error)})
+        return VideoResult(uri, video_id, "failed", describe_error(error))
+
+    def _close(self, task: _Task) -> None:
+        task.frames.close()
+
+    def _drop_finished(self) -> None:
+        keep = [i for i, t in enumerate(self._tasks) if not t.finished]
+        if len(keep) == len(self._tasks):
+            return
+        for task in self._tasks:
+            if task.finished:
+                self._results[task.uri] = task.result
+        self._tasks = [self._tasks[i] for i in keep]
+        self._batch = Stream(self.model, self._batch.state.select(keep)) if keep else None
