@@ -22,6 +22,7 @@ per GPU-hour at 1 frame/s before captions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -94,19 +95,27 @@ def write_random_checkpoint(directory: Path, seed: int = 0) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from vidindex.model import ModelConfig
-    from vidindex.model.tiny import build_tokenizer, random_model
+    from vidindex.model import InfiniteVL, ModelConfig
+    from vidindex.model.tiny import _fill_random, build_tokenizer, tiny_config
 
     if (directory / "config.json").exists():
         return directory
     directory.mkdir(parents=True, exist_ok=True)
-    cfg = ModelConfig()
-    model = random_model(cfg, "cuda", dtype=torch.bfloat16, seed=seed)
-    weights = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
-    del model
-    torch.cuda.empty_cache()
+    tokenizer = build_tokenizer()
+    tiny = tiny_config(tokenizer)  # the 4B shapes with the word-level tokenizer's special token ids
+    cfg = dataclasses.replace(ModelConfig(), **{f: getattr(tiny, f) for f in (
+        "bos_token_id", "eos_token_id", "vision_start_token_id", "vision_end_token_id", "image_token_id",
+        "video_token_id")})
+    with torch.device("meta"):
+        model = InfiniteVL(cfg, 448)  # the checkpoint's names and shapes, nothing allocated
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    weights = {}
+    for name, p in model.named_parameters():
+        t = torch.empty(p.shape, device="cuda")
+        _fill_random(name, t, gen)
+        weights[name] = t.to(torch.bfloat16).cpu()
     save_file(weights, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    build_tokenizer().save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
     (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     return directory
 
@@ -231,7 +240,7 @@ def main() -> int:
                        "size": "1280x720", "codec": "h264", "fps": 30, "gop_s": 2})
     res.put("corpus_make_s", time.perf_counter() - t)
     t = time.perf_counter()
-    checkpoint = write_random_checkpoint(args.workdir / "model-4b-random")
+    checkpoint = write_random_checkpoint(args.workdir / "checkpoint-4b-words")
     res.put("checkpoint_write_s", time.perf_counter() - t)
     res.put("decode_fps_one_thread_720p_h264", decode_rate(videos[-1]))
 

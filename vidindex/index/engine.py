@@ -287,17 +287,22 @@ class Engine:
     def _checkpoint(self, task: _Task, i: int, t_ms: int) -> None:
         frames_seen = int(self._batch.state.counters["frames_seen"][i])
         rows = {k: v for k, v in task.pending.items() if v}
+        started = time.perf_counter()
+        state = self._batch.to_bytes(i)
+        serialized = time.perf_counter()
         snapshot = self.writer.commit_checkpoint(
-            task.video_id, self.config.config_id, t_ms / 1000, self._batch.to_bytes(i), rows,
+            task.video_id, self.config.config_id, t_ms / 1000, state, rows,
             frames_seen=frames_seen, video_columns={"frames_sampled": frames_seen},
         )
+        committed = time.perf_counter()
         task.result.captions += len(task.pending["captions"])
         task.result.answers += len(task.pending["answers"])
         task.result.snapshots += 1
         task.last_snapshot_ms = t_ms
         task.pending = {"captions": [], "answers": []}
         self.on_event("checkpoint", {"uri": task.uri, "video_id": task.video_id, "t_s": t_ms / 1000,
-                                     "snapshot": snapshot})
+                                     "snapshot": snapshot, "serialize_s": serialized - started,
+                                     "commit_s": committed - serialized})
 
     def _finish(self, task: _Task) -> None:
         wall = time.perf_counter() - task.started
