@@ -71,13 +71,11 @@ class Store:
                 raise StoreError(f"no vidindex database at {self.uri}: table {name!r} not found")
             arrow = self._new_schema(name, embedding_model)
             with self._failing_loudly(f"create table {name!r} in"):
-                table = self._db.create_table(name, schema=arrow)
+                # exist_ok: another run creating the same new database at the same moment wins
+                # the race, and this one opens its table (its schema is checked below).
+                table = self._db.create_table(name, schema=arrow, exist_ok=True)
                 if name == "captions":
-                    # Full-text search needs an index to exist; rows added later are searched
-                    # exhaustively until ensure_indexes folds them in.
-                    from lancedb.index import FTS
-
-                    table.create_index("text", config=FTS())
+                    _ensure_text_index(table)
         self._check_version(name, table.schema, schema.version)
         self._tables[name] = table
         self._arrow[name] = table.schema
@@ -307,3 +305,21 @@ def _check_allowed(table: str, records: Iterable[dict]) -> None:
             if column in record and record[column] not in allowed:
                 raise StoreError(f"{table}: {column} must be one of {', '.join(allowed)}, got {record[column]!r}")
 
+
+def _ensure_text_index(captions) -> None:
+    """Full-text search needs an index to exist; rows added later are searched exhaustively
+    until ensure_indexes folds them in. Two runs creating a database at once may both get here:
+    losing that race is fine when the other one's index is there."""
+    from lancedb.index import FTS
+
+    def has_index() -> bool:
+        return any("text" in index.columns for index in captions.list_indices())
+
+    if has_index():
+        return
+    try:
+        captions.create_index("text", config=FTS())
+    except Exception:
+        captions.checkout_latest()
+        if not has_index():
+            raise
