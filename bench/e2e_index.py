@@ -11,7 +11,8 @@ records (bench/results/e2e_index-<date>-<gpu>[-variant].json):
   - video-hours per GPU-hour, over the whole run and from the first frame to the last video;
   - the GPU's busy share (NVML utilisation, sampled every 0.5 s);
   - frames sampled per second over the run and a single-thread decode rate of one video;
-  - commit latency of snapshots (p50, p99), as the indexing actor sees it;
+  - commit latency of snapshots (p50, p99), as the indexing actor sees it, and the time it
+    takes the actor to write each snapshot blob before committing it;
   - the model-only figure in the same process: the engine's cadence (8 frames per feed, the
     same captions, snapshot bytes) on frames already in memory, no decode, no storage;
     and the run's share of it.
@@ -255,13 +256,14 @@ def main() -> int:
     config = IndexConfig(model=str(checkpoint), db_uri=str(db), parquet_uri=str(parquet), sample_fps=1.0,
                          caption_interval=30, snapshot_interval=300, dtype=args.dtype,
                          max_new_tokens=args.max_new_tokens, streams_per_gpu=args.streams_per_gpu)
-    commits, frame_times, finish_times = [], [], []
+    commits, blob_writes, frame_times, finish_times = [], [], [], []
 
     def on_events(events):
         now = time.time()
         for ev in events:
             if ev.get("kind") == "checkpoint" and ev.get("commit_s") is not None:
                 commits.append(ev["commit_s"])
+                blob_writes.append(ev["write_s"])
             elif ev.get("kind") == "frames":
                 frame_times.append(now)
             elif ev.get("kind") == "finish":
@@ -291,6 +293,8 @@ def main() -> int:
     res.put("commit_s_p50", percentile(commits, 50))
     res.put("commit_s_p99", percentile(commits, 99))
     res.put("commits", len(commits))
+    res.put("blob_write_s_p50", percentile(blob_writes, 50))  # by the indexing actor, before its commit
+    res.put("blob_write_s_p99", percentile(blob_writes, 99))
     res.put("share_of_compute_ceiling", video_seconds / wall / COMPUTE_CEILING_FPS)
 
     if args.model_only_seconds:

@@ -19,6 +19,7 @@ def test_demo_indexes_samples_then_searches_and_asks(ray_cluster, tmp_path, caps
     assert "2 done, 1 failed, 0 partial" in text  # the status table
     assert "search '" in text
     assert "answer as of 20 s" in text and "vidindex status --db " in text
+    assert text.rstrip().splitlines()[-1].strip() == f"vidindex serve --db {tmp_path / 'demo' / 'db'}"  # the last word
     rows = videos_by_name(str(tmp_path / "demo" / "db"))
     assert {name: row["status"] for name, row in rows.items()} == {"traffic": "done", "lecture": "done",
                                                                    "broken": "failed"}

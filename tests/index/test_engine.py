@@ -1,12 +1,15 @@
 """The engine on real synthetic videos, the tiny model and a real LanceDB on disk."""
 
+import os
+import queue
+
 import numpy as np
 import pytest
 import torch
 
 from vidindex.index.engine import Engine
 from vidindex.query import search
-from vidindex.store import Store
+from vidindex.store import BlobInfo, Committer, Store, StoreError
 from vidindex.video import sample_frames
 
 from .conftest import make_config
@@ -176,3 +179,50 @@ def test_search_finds_engine_captions(tiny_checkpoint, tiny_model, videos, tmp_p
     assert (rb.video_id, 15) in [(h.video_id, h.t_end) for h in by_text()]
     assert all(h.video_id == ra.video_id for h in by_text(video_id=ra.video_id))
     assert all(h.t_end <= 10 for h in by_text(video_id=rb.video_id, t_to=5))
+
+
+def test_snapshot_bytes_never_pass_through_the_writer(tiny_checkpoint, tiny_model, videos, tmp_path):
+    cfg = make_config(tiny_checkpoint, tmp_path / "db")
+    committer = Committer.from_config(cfg)
+    sent = []
+
+    class Spy:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                sent.extend([*args, *kwargs.values()])
+                return getattr(committer, name)(*args, **kwargs)
+            return call
+
+    [result] = Engine(cfg, model=tiny_model, writer=Spy()).index([videos["b"]])
+    assert (result.status, result.snapshots) == ("done", 2)
+    assert not any(isinstance(value, (bytes, bytearray, memoryview)) for value in sent)
+    blobs = [value for value in sent if isinstance(value, BlobInfo)]  # written by the engine, sent by reference
+    assert len(blobs) == 2 and all(os.path.getsize(blob.uri) == blob.bytes for blob in blobs)
+
+
+def test_an_error_that_is_no_videos_fault_fails_the_videos_held_and_leaves_them_resumable(
+        tiny_checkpoint, tiny_model, videos, tmp_path):
+    cfg = make_config(tiny_checkpoint, tmp_path / "db", streams_per_gpu=2)
+    committer = Committer.from_config(cfg)
+
+    class GoneAfterFirstStart:
+        starts = 0
+
+        def __getattr__(self, name):
+            return getattr(committer, name)
+
+        def start_video(self, row):
+            self.starts += 1
+            if self.starts > 1:
+                raise StoreError("the committer is gone")
+            return committer.start_video(row)
+
+    results = {}
+    inbox = queue.SimpleQueue()
+    for uri in (videos["a"], videos["b"]):
+        inbox.put((uri, lambda result: results.setdefault(result.uri, result)))
+    with pytest.raises(StoreError, match="the committer is gone"):
+        Engine(cfg, model=tiny_model, writer=GoneAfterFirstStart()).run(inbox)
+    assert sorted(results) == sorted([videos["a"], videos["b"]])  # no caller is left waiting
+    assert all(r.status == "failed" and "not this video's fault" in r.error for r in results.values())
+    assert [v["status"] for v in Store(str(tmp_path / "db")).videos()] == ["partial"]  # a's row untouched

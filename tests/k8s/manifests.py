@@ -13,7 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml",
-             "RayCronJob": "ray.io_raycronjobs.yaml"}
+             "RayCronJob": "ray.io_raycronjobs.yaml", "RayService": "ray.io_rayservices.yaml"}
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are 3 MB of YAML
 
 
@@ -22,8 +22,10 @@ def crd_dir() -> Path:
     return shared / "reference" / "kuberay-crds"
 
 
-def missing_crds() -> list[str]:
-    return [name for name in CRD_FILES.values() if not (crd_dir() / name).is_file()]
+def missing_crds(kinds=("RayCluster", "RayJob", "RayCronJob")) -> list[str]:
+    """The CRD files of `kinds` that are not in crd_dir() (RayService's is checked on its own:
+    its spec.rayClusterConfig is validated against the RayCluster CRD either way)."""
+    return [CRD_FILES[kind] for kind in kinds if not (crd_dir() / CRD_FILES[kind]).is_file()]
 
 
 def load_manifests() -> list[tuple[str, dict]]:
@@ -74,16 +76,22 @@ def strict(schema: dict) -> dict:
     return schema
 
 
-def schema_errors(doc: dict) -> list[str]:
-    """Every violation of `doc`'s CRD schema, as 'path: message' (empty when valid).
+def schema_errors(doc: dict, schema: dict | None = None) -> list[str]:
+    """Every violation of `doc`'s CRD schema (or of `schema`), as 'path: message' (empty when valid).
 
     CEL rules (x-kubernetes-validations) are not evaluated: that needs an API server.
     """
     import jsonschema
 
-    validator = jsonschema.Draft7Validator(crd_schema(doc["kind"], doc["apiVersion"]))
+    validator = jsonschema.Draft7Validator(schema or crd_schema(doc["kind"], doc["apiVersion"]))
     return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
                   for e in validator.iter_errors(doc))
+
+
+def cluster_spec_schema(api_version: str) -> dict:
+    """The RayCluster CRD's schema of spec: the RayClusterSpec that RayJob.spec.rayClusterSpec and
+    RayService.spec.rayClusterConfig also are in KubeRay's API."""
+    return crd_schema("RayCluster", api_version)["properties"]["spec"]
 
 
 def cluster_specs(doc: dict) -> list[dict]:
@@ -96,6 +104,8 @@ def cluster_specs(doc: dict) -> list[dict]:
     if doc["kind"] == "RayCronJob":
         template = spec.get("jobTemplate", {})
         return [template["rayClusterSpec"]] if "rayClusterSpec" in template else []
+    if doc["kind"] == "RayService":
+        return [spec["rayClusterConfig"]] if "rayClusterConfig" in spec else []
     return []
 
 

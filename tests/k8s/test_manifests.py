@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from tests.k8s.manifests import (K8S, REPO, cluster_specs, containers, crd_dir, load_manifests,
-                                 missing_crds, schema_errors)
+from tests.k8s.manifests import (K8S, REPO, cluster_spec_schema, cluster_specs, containers, crd_dir,
+                                 load_manifests, missing_crds, schema_errors)
 
 DOCS = load_manifests()
 KUBERAY = [(name, doc) for name, doc in DOCS if doc.get("apiVersion", "").startswith("ray.io/")]
@@ -37,7 +37,7 @@ def doc_id(item) -> str:
 def test_k8s_holds_the_expected_objects():
     kinds = sorted((doc["apiVersion"], doc["kind"]) for _, doc in DOCS)
     assert kinds == [("batch/v1", "CronJob"), ("ray.io/v1", "RayCluster"),
-                     ("ray.io/v1", "RayCronJob"), ("ray.io/v1", "RayJob")]
+                     ("ray.io/v1", "RayCronJob"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayService")]
     for _, doc in DOCS:
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
 
@@ -48,6 +48,8 @@ def test_k8s_holds_the_expected_objects():
 @pytest.mark.parametrize("item", KUBERAY, ids=doc_id)
 def test_kuberay_object_matches_its_crd_schema(item):
     _, doc = item
+    if missing_crds([doc["kind"]]):  # RayService: its cluster is checked against RayCluster's CRD below
+        pytest.skip(f"no {doc['kind']} CRD in {crd_dir()} ({missing_crds([doc['kind']])[0]})")
     assert schema_errors(doc) == []
 
 
@@ -201,8 +203,9 @@ def test_credentials_are_secret_references_not_values():
                 if SECRET_NAME.search(env["name"]):
                     assert "value" not in env, f"{env['name']} is inlined in {container['name']}"
                     referenced.add(env["valueFrom"]["secretKeyRef"]["name"])
-    assert referenced == {"vidindex-object-store"}
+    assert referenced == {"vidindex-object-store", "vidindex-serve"}
     assert "vidindex-object-store" in (REPO / "docs" / "kubernetes.md").read_text()  # docs create it
+    assert "kubectl create secret generic vidindex-serve" in (REPO / "docs" / "serve.md").read_text()
 
 
 @pytest.mark.parametrize("item", KUBERAY, ids=doc_id)
@@ -231,3 +234,78 @@ def test_image_and_ray_version_agree_everywhere():
         assert re.search(rf"^WORKDIR {re.escape(workdirs.pop())}$", text, re.M)
         assert re.search(r"^COPY .*\bjobs/", text, re.M)
         assert f"vidindex:{version}" in text
+
+
+# --- the RayService of `vidindex serve` ------------------------------------------------------
+
+SERVE_ARGS = {"db", "model", "device", "replicas", "open"}  # what vidindex.serve.app.build_app reads
+
+
+def serve_config() -> dict:
+    import yaml
+
+    return yaml.safe_load(by_kind("RayService")["spec"]["serveConfigV2"])
+
+
+def app_deployments(app) -> dict:
+    """name -> Deployment of a bound Serve application and of the applications bound into it."""
+    from ray.serve.deployment import Application
+
+    found = {}
+    stack = [app]
+    while stack:
+        deployment = stack.pop()._bound_deployment
+        found[deployment.name] = deployment
+        stack += [a for a in [*deployment.init_args, *deployment.init_kwargs.values()] if isinstance(a, Application)]
+    return found
+
+
+@needs_crds
+def test_rayservice_cluster_matches_the_raycluster_crd():
+    """RayService.spec.rayClusterConfig is a RayClusterSpec: the RayCluster CRD's schema of spec."""
+    service = by_kind("RayService")
+    assert set(service["spec"]) == {"serveConfigV2", "rayClusterConfig"}
+    assert isinstance(service["spec"]["serveConfigV2"], str)  # KubeRay takes it as a YAML string
+    schema = cluster_spec_schema(service["apiVersion"])
+    assert schema_errors(service["spec"]["rayClusterConfig"], schema) == []
+    broken = _set(service, "spec.rayClusterConfig.workerGroupSpecs.0.maxReplicas", "four")
+    assert any("maxReplicas" in e for e in schema_errors(broken["spec"]["rayClusterConfig"], schema))
+    unknown = _set(service, "spec.rayClusterConfig.headGroupSpec.rayStartParam", {})
+    assert any("rayStartParam" in e for e in schema_errors(unknown["spec"]["rayClusterConfig"], schema))
+
+
+def test_serve_config_is_valid_for_ray_serve_and_matches_the_app():
+    from ray.serve.schema import ServeDeploySchema
+
+    from vidindex.serve import app as serve_app
+
+    config = serve_config()
+    ServeDeploySchema.model_validate(config)  # Ray Serve's own check of a config file
+    [application] = config["applications"]
+    module, _, builder = application["import_path"].partition(":")
+    assert (module, builder) == ("vidindex.serve.app", "build_app") and callable(serve_app.build_app)
+    assert set(application["args"]) <= SERVE_ARGS and application["args"]["db"]
+    assert application["args"].get("device") == "cuda"  # the head, where the app is built, has no GPU
+    # Reachable beyond loopback: the app must get a token (VIDINDEX_TOKEN), not run open.
+    assert config["http_options"]["host"] == "0.0.0.0" and not application["args"].get("open")
+    built = app_deployments(serve_app.application("s3://x/db", device="cuda", cluster={"GPU": 1, "CPU": 16}))
+    named = {d["name"]: d for d in application["deployments"]}
+    assert set(named) <= set(built), "a deployment the app does not have would be ignored"
+    assert named["ArchiveJobs"].get("num_replicas", 1) == 1  # the jobs live in one replica
+
+
+def test_rayservice_model_replicas_fit_the_gpu_workers():
+    service = by_kind("RayService")
+    asker = {d["name"]: d for d in serve_config()["applications"][0]["deployments"]}["Asker"]
+    [group] = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    [worker] = group["template"]["spec"]["containers"]
+    requests = worker["resources"]["requests"]
+    assert asker["ray_actor_options"]["num_gpus"] == 1 <= int(requests["nvidia.com/gpu"])
+    assert asker["ray_actor_options"]["num_cpus"] <= int(requests["cpu"])
+    assert asker["autoscaling_config"]["max_replicas"] <= group["maxReplicas"] * int(requests["nvidia.com/gpu"])
+    port = serve_config()["http_options"]["port"]
+    head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    for container in (head, worker):  # proxies run on every node; KubeRay's serve Service targets "serve"
+        assert {"name": "serve", "containerPort": port} in container["ports"]
+        token = [env for env in container["env"] if env["name"] == "VIDINDEX_TOKEN"]
+        assert token and token[0]["valueFrom"]["secretKeyRef"] == {"name": "vidindex-serve", "key": "token"}

@@ -42,21 +42,21 @@ def test_progress_counts_the_furthest_time_and_survives_a_restart():
 
 
 def test_gpu_cluster_gets_one_actor_per_gpu():
-    plan = plan_indexing({"GPU": 8, "CPU": 64}, videos=100, streams_per_gpu=4)
-    assert (plan.actors, plan.gpus_per_actor, plan.cpus_per_actor, plan.batch_size) == (8, 1.0, 4.0, 4)
-    small = plan_indexing({"GPU": 2, "CPU": 2}, videos=3, streams_per_gpu=4)
-    assert (small.actors, small.cpus_per_actor, small.batch_size) == (2, 1.0, 2)  # 3 videos over 2 actors
+    plan = plan_indexing({"GPU": 8, "CPU": 64}, videos=100)
+    assert (plan.actors, plan.gpus_per_actor, plan.cpus_per_actor) == (8, 1.0, 5.0)  # decode sized for ~145 frames/s
+    small = plan_indexing({"GPU": 2, "CPU": 2}, videos=3)
+    assert (small.actors, small.cpus_per_actor) == (2, 1.0)
 
 
 def test_cpu_cluster_gets_one_actor_per_core_and_never_more_than_videos():
-    assert plan_indexing({"CPU": 2}, videos=10, streams_per_gpu=4).actors == 2
-    one = plan_indexing({"CPU": 16}, videos=1, streams_per_gpu=4)
-    assert (one.actors, one.gpus_per_actor, one.batch_size) == (1, 0.0, 1)
+    assert plan_indexing({"CPU": 2}, videos=10).actors == 2
+    one = plan_indexing({"CPU": 16}, videos=1)
+    assert (one.actors, one.gpus_per_actor) == (1, 0.0)
 
 
 def test_impossible_resources_are_refused_with_the_numbers():
     with pytest.raises(ClusterError, match="3 indexing actors do not fit: the cluster has room for 2"):
-        plan_indexing({"GPU": 2, "CPU": 16}, videos=10, streams_per_gpu=4, actors=3)
+        plan_indexing({"GPU": 2, "CPU": 16}, videos=10, actors=3)
     with pytest.raises(ClusterError, match="needs 1 GPU but the cluster has 0"):
-        plan_indexing({"CPU": 16}, videos=10, streams_per_gpu=4, gpus_per_actor=1)
+        plan_indexing({"CPU": 16}, videos=10, gpus_per_actor=1)
 

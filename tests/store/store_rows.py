@@ -1,4 +1,7 @@
-"""Row builders shared by the store tests."""
+"""Row builders shared by the store tests, and a checkpoint as the engine makes one."""
+
+from vidindex.store import snapshot_blob_uri, write_blob
+from vidindex.timefmt import to_ms
 
 VIDEO = "vid-a"
 CONFIG = "cfg0123456789"
@@ -18,3 +21,10 @@ def caption(i, text=None, video_id=VIDEO, config_id=CONFIG, interval_ms=30_000):
 def answer(question_id, t_ms, text="yes", video_id=VIDEO, config_id=CONFIG):
     return {"video_id": video_id, "config_id": config_id, "question_id": question_id, "t_ms": t_ms,
             "question": f"question {question_id}?", "answer": text}
+
+
+def checkpoint(committer, t, state, rows=None, video_id=VIDEO, config_id=CONFIG, **kwargs):
+    """What the engine does at a checkpoint: write the blob at its place, then commit it with its rows."""
+    blob = write_blob(snapshot_blob_uri(committer.snapshot_root, video_id, config_id, to_ms(t)), state,
+                      committer.fs_options)
+    return committer.commit_checkpoint(video_id, config_id, t, blob, rows, **kwargs)

@@ -1,14 +1,16 @@
-"""The checkpoint invariant: blob, then rows up to t, then the snapshots row, then the videos row;
-a crash between any two steps leaves no snapshot a reader would trust."""
+"""The checkpoint invariant: blob (written by the engine), then rows up to t, then the snapshots
+row, then the videos row; a crash between any two steps leaves no snapshot a reader would trust.
+The committer never takes blob bytes: it refuses a blob that is missing or of another size."""
 
 import hashlib
+import inspect
 import os
 
 import fsspec
 import pytest
 
-from store_rows import CONFIG, VIDEO, answer, caption, video_row
-from vidindex.store import SnapshotIntegrityError, Store, StoreError
+from store_rows import CONFIG, VIDEO, answer, caption, checkpoint, video_row
+from vidindex.store import BlobInfo, Committer, SnapshotIntegrityError, Store, StoreError
 from vidindex.store.lance_store import Store as StoreClass
 
 STATE = b"\x00safetensors-bytes\xff" * 1000
@@ -21,8 +23,8 @@ def _rows_up_to(t_s):
 
 def test_checkpoint_commits_blob_rows_snapshot_row_then_video(committer, paths):
     committer.start_video(video_row(duration_s=900.0))
-    snapshot = committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300,
-                                           video_columns={"frames_sampled": 300})
+    snapshot = checkpoint(committer, 300, STATE, _rows_up_to(300), frames_seen=300,
+                          video_columns={"frames_sampled": 300})
     expected_uri = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/0000300000.safetensors"
     assert snapshot["uri"] == expected_uri
     assert snapshot["bytes"] == len(STATE) and snapshot["sha256"] == hashlib.sha256(STATE).hexdigest()
@@ -41,8 +43,8 @@ def test_checkpoint_commits_blob_rows_snapshot_row_then_video(committer, paths):
 
 def test_later_checkpoints_move_the_resume_point(committer):
     committer.start_video(video_row())
-    committer.commit_checkpoint(VIDEO, CONFIG, 300, b"state at 300", _rows_up_to(300), frames_seen=300)
-    committer.commit_checkpoint(VIDEO, CONFIG, "00:10:00", b"state at 600", _rows_up_to(600), frames_seen=600)
+    checkpoint(committer, 300, b"state at 300", _rows_up_to(300), frames_seen=300)
+    checkpoint(committer, "00:10:00", b"state at 600", _rows_up_to(600), frames_seen=600)
     row, blob = committer.store.latest_loadable_snapshot(VIDEO, CONFIG)
     assert row["t_ms"] == 600_000 and blob == b"state at 600"
     assert [s["t_ms"] for s in committer.store.snapshots(VIDEO, CONFIG)] == [300_000, 600_000]
@@ -65,7 +67,7 @@ def test_crash_before_the_snapshot_row_leaves_no_trusted_snapshot(committer, pat
 
     monkeypatch.setattr(StoreClass, "upsert", upsert_then_die)
     with pytest.raises(_Crash):
-        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300)
+        checkpoint(committer, 300, STATE, _rows_up_to(300), frames_seen=300)
     monkeypatch.undo()
 
     blob = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/0000300000.safetensors"
@@ -76,7 +78,7 @@ def test_crash_before_the_snapshot_row_leaves_no_trusted_snapshot(committer, pat
     assert reader.get_video(VIDEO, CONFIG)["last_snapshot_ms"] is None
 
     # The resumed run redoes the checkpoint with the same keys: nothing is duplicated.
-    committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300)
+    checkpoint(committer, 300, STATE, _rows_up_to(300), frames_seen=300)
     assert reader.count("captions") == 10 and reader.count("snapshots") == 1
     assert reader.latest_loadable_snapshot(VIDEO, CONFIG)[1] == STATE
 
@@ -89,7 +91,7 @@ def test_crash_after_the_snapshot_row_keeps_a_complete_snapshot(committer, paths
 
     monkeypatch.setattr(StoreClass, "update_video", die)
     with pytest.raises(_Crash):
-        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300)
+        checkpoint(committer, 300, STATE, _rows_up_to(300), frames_seen=300)
     monkeypatch.undo()
     reader = Store(paths["db"], create=False)
     assert reader.get_video(VIDEO, CONFIG)["last_snapshot_ms"] is None  # step 4 lost ...
@@ -105,15 +107,15 @@ def test_a_blob_failing_before_its_move_leaves_no_file_and_no_rows(committer, pa
 
     monkeypatch.setattr(type(fsspec.filesystem("file")), "mv", move_fails)
     with pytest.raises(StoreError, match="cannot write snapshot blob .*0000300000.safetensors"):
-        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, _rows_up_to(300), frames_seen=300)
+        checkpoint(committer, 300, STATE, _rows_up_to(300), frames_seen=300)
     assert not fsspec.filesystem("file").find(paths["snapshots"])  # the temporary file is gone too
     assert committer.store.count("captions") == 0 and committer.store.count("snapshots") == 0
 
 
 def test_a_damaged_blob_is_detected_and_resume_falls_back_to_the_one_before(committer):
     committer.start_video(video_row())
-    committer.commit_checkpoint(VIDEO, CONFIG, 300, b"state at 300", _rows_up_to(300), frames_seen=300)
-    latest = committer.commit_checkpoint(VIDEO, CONFIG, 600, b"state at 600", _rows_up_to(600), frames_seen=600)
+    checkpoint(committer, 300, b"state at 300", _rows_up_to(300), frames_seen=300)
+    latest = checkpoint(committer, 600, b"state at 600", _rows_up_to(600), frames_seen=600)
     with open(latest["uri"], "r+b") as file:
         file.write(b"X")
     with pytest.raises(SnapshotIntegrityError, match="has sha256 .* its row says"):
@@ -125,25 +127,52 @@ def test_a_damaged_blob_is_detected_and_resume_falls_back_to_the_one_before(comm
         committer.store.load_snapshot(latest)
 
 
+def _blob(paths, t_ms=300_000, data=STATE) -> BlobInfo:
+    uri = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/{t_ms:010d}.safetensors"
+    return BlobInfo(uri, len(data), hashlib.sha256(data).hexdigest())
+
+
 def test_a_checkpoint_only_vouches_for_its_own_rows_up_to_t(committer, paths):
     committer.start_video(video_row())
+    blob = _blob(paths)
     with pytest.raises(StoreError, match="got captions at t_end_ms=330000, after it"):
-        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, {"captions": [caption(10)]}, frames_seen=300)
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, blob, {"captions": [caption(10)]}, frames_seen=300)
     with pytest.raises(StoreError, match="got answers of another stream, 'other-video'"):
-        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, {"answers": [answer("q", 1, video_id="other-video")]},
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, blob, {"answers": [answer("q", 1, video_id="other-video")]},
                                     frames_seen=300)
     with pytest.raises(StoreError, match="only .* go with a checkpoint"):
-        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, {"videos": [video_row()]}, frames_seen=300)
-    assert not os.path.exists(paths["snapshots"])  # refused before anything was written
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, blob, {"videos": [video_row()]}, frames_seen=300)
+    assert committer.store.count("captions") == 0 and committer.store.count("snapshots") == 0
 
 
 def test_a_checkpoint_needs_its_video_started(committer, paths):
     with pytest.raises(StoreError, match="call start_video first"):
-        committer.commit_checkpoint(VIDEO, CONFIG, 300, STATE, {}, frames_seen=300)
-    assert not os.path.exists(paths["snapshots"])
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, _blob(paths), {}, frames_seen=300)
+    assert committer.store.count("snapshots") == 0
 
 
 def test_ids_that_cannot_name_a_file_are_refused(committer):
     committer.start_video(video_row("../escape"))
     with pytest.raises(StoreError, match="video_id '../escape' cannot name a file"):
-        committer.commit_checkpoint("../escape", CONFIG, 300, STATE, {}, frames_seen=300)
+        committer.commit_checkpoint("../escape", CONFIG, 300, BlobInfo("/x/escape.safetensors", 1, "0"), {},
+                                    frames_seen=300)
+
+
+def test_the_committer_takes_no_blob_bytes_only_a_blob_that_exists(committer, paths):
+    blob_parameter = inspect.signature(Committer.commit_checkpoint).parameters["blob"]
+    assert blob_parameter.annotation in (BlobInfo, "BlobInfo")  # a uri, size and sha256: never the state
+    committer.start_video(video_row())
+    rows = _rows_up_to(300)
+    missing = _blob(paths)
+    with pytest.raises(StoreError, match=f"snapshot blob {missing.uri} does not exist"):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, missing, rows, frames_seen=300)
+    os.makedirs(os.path.dirname(missing.uri))
+    with open(missing.uri, "wb") as file:
+        file.write(STATE[:-1])
+    with pytest.raises(StoreError, match=f"snapshot blob {missing.uri} has {len(STATE) - 1} bytes, the commit says"):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, missing, rows, frames_seen=300)
+    elsewhere = BlobInfo(f"{paths['snapshots']}/elsewhere.safetensors", len(STATE), missing.sha256)
+    with pytest.raises(StoreError, match="elsewhere.safetensors is not at its place"):
+        committer.commit_checkpoint(VIDEO, CONFIG, 300, elsewhere, rows, frames_seen=300)
+    store = Store(paths["db"], create=False)
+    assert store.count("captions") == 0 and store.count("answers") == 0 and store.count("snapshots") == 0

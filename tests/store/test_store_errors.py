@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from store_rows import CONFIG, VIDEO, caption, video_row
+from store_rows import CONFIG, VIDEO, caption, checkpoint, video_row
 from vidindex.store import Committer, Store, StoreError
 
 
@@ -36,7 +36,7 @@ def test_unwritable_snapshot_root_fails_the_checkpoint_before_any_row(paths, sto
     committer = Committer(paths["db"], f"{a_file}/snapshots", store=store)
     committer.start_video(video_row())
     with pytest.raises(StoreError, match=f"cannot write snapshot blob {a_file}/snapshots/{VIDEO}/{CONFIG}/"):
-        committer.commit_checkpoint(VIDEO, CONFIG, 30, b"state", {"captions": [caption(0)]}, frames_seen=30)
+        checkpoint(committer, 30, b"state", {"captions": [caption(0)]}, frames_seen=30)
     assert store.count("captions") == 0 and store.count("snapshots") == 0
 
 
@@ -66,7 +66,7 @@ def test_disk_full_fails_loudly_naming_the_uri(tiny_disk, embedder):
     committer = Committer(f"{tiny_disk}/db", f"{tiny_disk}/snapshots", store=store)
     committer.start_video(video_row())
     with pytest.raises(StoreError, match=f"cannot write snapshot blob {tiny_disk}/snapshots/.*No space left"):
-        committer.commit_checkpoint(VIDEO, CONFIG, 30, os.urandom(4 << 20), {"captions": [caption(0)]}, frames_seen=30)
+        checkpoint(committer, 30, os.urandom(4 << 20), {"captions": [caption(0)]}, frames_seen=30)
     assert store.count("captions") == 0
 
     big_rows = [{**caption(i), "text": os.urandom(50_000).hex()} for i in range(80)]  # 8 MB, ~4 MB compressed

@@ -3,7 +3,7 @@
 import pyarrow.parquet as pq
 import pytest
 
-from store_rows import CONFIG, VIDEO, caption, video_row
+from store_rows import CONFIG, VIDEO, caption, checkpoint, video_row
 from vidindex.query import search
 from vidindex.store import Committer, Store
 
@@ -16,8 +16,7 @@ def test_everything_on_s3(s3):
     committer = Committer("s3://index/db", "s3://index/snapshots", "s3://index/lake",
                           lance_options=lance_options, fs_options=fs_options)
     committer.start_video(video_row())
-    snapshot = committer.commit_checkpoint(VIDEO, CONFIG, 60, b"state on s3", {"captions": [caption(0), caption(1)]},
-                                           frames_seen=60)
+    snapshot = checkpoint(committer, 60, b"state on s3", {"captions": [caption(0), caption(1)]}, frames_seen=60)
     committer.finish_video(VIDEO, CONFIG)
     assert snapshot["uri"] == f"s3://index/snapshots/{VIDEO}/{CONFIG}/0000060000.safetensors"
 

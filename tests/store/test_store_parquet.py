@@ -3,7 +3,7 @@ import os
 import duckdb
 import pytest
 
-from store_rows import CONFIG, answer, caption, video_row
+from store_rows import CONFIG, answer, caption, checkpoint, video_row
 from vidindex.store import StoreError, TABLE_NAMES, parquet_glob
 
 
@@ -12,7 +12,7 @@ def _index_two_videos(committer):
         committer.start_video(video_row(video_id, duration_s=captions * 30.0))
         rows = {"captions": [caption(i, video_id=video_id) for i in range(captions)],
                 "answers": [answer("q1", 30_000, video_id=video_id), answer("q2", 60_000, video_id=video_id)]}
-        committer.commit_checkpoint(video_id, CONFIG, captions * 30, b"state", rows, frames_seen=captions * 30)
+        checkpoint(committer, captions * 30, b"state", rows, video_id=video_id, frames_seen=captions * 30)
         committer.finish_video(video_id, CONFIG)  # exports the video
 
 

@@ -3,7 +3,8 @@
 Makes 3 synthetic sample videos (one of them deliberately truncated), writes the tiny
 random-weight InfiniteVL checkpoint, indexes the videos on a local Ray cluster through the same
 pipeline as `vidindex index`, then prints the status table, a search result and an answer asked
-as of a timestamp, and the commands to explore further.
+as of a timestamp, and the commands to explore further, last the one that serves the demo's
+index with its web page (`vidindex serve`).
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ def run_demo(workdir: str | os.PathLike = "vidindex-demo", *, seconds: float = 1
     say("  vidindex index VIDEOS... --db DB --model hustvl/InfiniteVL-LongSFT --device cuda   # real captions, GPU")
     say()
     say(RANDOM_WEIGHTS_NOTE)
+    say("\nSee it in a browser (search, play the moments found, ask as of any time), at http://127.0.0.1:8000/:")
+    say(f"  vidindex serve --db {db}")
     return EXIT_OK
 
 

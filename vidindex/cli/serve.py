@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import sys
@@ -63,7 +64,7 @@ def _serve(args, token, store) -> int:
     from vidindex.run.ray import ClusterError, connect
     from vidindex.serve.app import APP_NAME, application
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the driver's own lines say what matters
     started_ray = False
     try:
         local = not (args.ray_address or _ray_address_in_env() or ray.is_initialized())
@@ -71,6 +72,10 @@ def _serve(args, token, store) -> int:
             return error("serve", f"cannot listen on {args.host}:{args.port}: the port is in use (choose another "
                                   "with --port)", EXIT_FAILURE)
         started_ray = connect(args.ray_address)
+        # After Ray's start, which installs its own SIGTERM handler (it would end the process
+        # before the clean-up), and for SIGINT too in case the shell started this with it ignored.
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         serve.start(http_options={"host": args.host, "port": args.port})
         t = time.perf_counter()
         _say(args, f"starting {APP_NAME} on Ray Serve: loading and warming the model ...")
@@ -86,10 +91,15 @@ def _serve(args, token, store) -> int:
     except ClusterError as problem:
         return error("serve", str(problem), EXIT_FAILURE)
     except Exception as problem:  # noqa: BLE001 - Serve reports a replica that failed to start with its traceback
-        return error("serve", f"the service did not start: {_last_error_line(problem)}", EXIT_FAILURE)
+        return error("serve", f"the service did not start: {_why_not_started(problem)}", EXIT_FAILURE)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _stop(started_ray)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second Ctrl-C or TERM does not cut the clean-up short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _stop(started_ray)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _ready(args, store, info: dict, has_token: bool, seconds: float) -> None:
@@ -160,7 +170,26 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _last_error_line(problem: BaseException) -> str:
+def _why_not_started(problem: BaseException) -> str:
+    """The error of the deployment that failed (its replica's constructor raised), else the
+    error's own last line."""
+    from ray import serve
+
+    from vidindex.serve.app import APP_NAME
+
+    try:
+        app = serve.status().applications.get(APP_NAME)
+        failed = [(name, d.message) for name, d in (app.deployments if app else {}).items()
+                  if d.message and str(getattr(d.status, "value", d.status)) != "HEALTHY"]
+    except Exception:  # noqa: BLE001 - the status is a better message, not a required one
+        failed = []
+    if failed:
+        name, message = failed[0]
+        return f"{name}: {_last_error_line(message)}"
+    return _last_error_line(problem)
+
+
+def _last_error_line(problem: BaseException | str) -> str:
     """The last "SomeError: message" line of an error whose text holds a remote traceback."""
     lines = [line.strip() for line in str(problem).splitlines() if line.strip()]
     for line in reversed(lines):

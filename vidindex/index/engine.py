@@ -2,17 +2,21 @@
 
     engine = Engine(IndexConfig(model=..., db_uri=...))  # or Engine(config, reader=store, writer=committer)
     results = engine.index(["a.mp4", "s3://bucket/b.mp4"])
+    engine.run(inbox)  # the long-lived form: (uri, on_result) pairs from a queue, None ends it
 
-Up to `config.streams_per_gpu` videos run as concurrent streams of one batched model state:
-each step feeds the next frames of every active video in one forward, and the captions and
-answers due at the same step are generated as one batch. A video whose latest committed
-snapshot is at t resumes there; a done video is skipped; a failing video is recorded as failed
-with its error and never disturbs the others. Both the tests and each Ray actor run this
-class; it needs no Ray.
+Up to `config.streams_per_gpu` videos run as concurrent streams of one batched model state
+(continuous batching): each step feeds the next frames of every active video in one forward,
+and the captions and answers due at the same step are generated as one batch. The moment a
+video ends (done or failed), the next one joins; one more video is kept warming (probed, its
+resume point loaded, its frames decoding in the background) so a freed slot is refilled at once.
+A video whose latest committed snapshot is at t resumes there; a done video is skipped; a
+failing video is recorded as failed with its error and never disturbs the others. Both the
+tests and each Ray actor run this class; it needs no Ray.
 
 Events fire at boundaries (see vidindex.index.schedule): at b, after every frame with timestamp <= b
-was fed: the caption of (previous caption end, b], the questions due at b, then the snapshot,
-committed with every row up to b. At the end of the video: a last caption up to the end, the
+was fed: the caption of (previous caption end, b], the questions due at b, then the snapshot:
+the engine writes its blob (vidindex.store.blobs, temp then move) and commits it by uri, size
+and sha256 with every row up to b. At the end of the video: a last caption up to the end, the
 at-end questions, and a snapshot at the end (t = duration).
 """
 
@@ -21,21 +25,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterable
 
 from vidindex.config import IndexConfig
 from vidindex.model import Stream, load_model
 from vidindex.index.schedule import Actions, Schedule
-from vidindex.store import Committer, Store
+from vidindex.store import Committer, Store, snapshot_blob_uri, write_blob
 from vidindex.timefmt import to_ms
-from vidindex.video import VideoError, probe, sample_frames
+from vidindex.video import VideoError, VideoInfo, probe, sample_frames
 
 log = logging.getLogger(__name__)
 
 FRAMES_PER_STEP = 8  # frames fed per stream per forward, when no event falls in between
+OnResult = Callable[["VideoResult"], None]
 
 
 @dataclass
@@ -62,10 +69,12 @@ class _Event:
 
 @dataclass
 class _Task:
-    """One video in flight; its row in the batched stream is its index in Engine._tasks."""
+    """One video in flight; once it joins, its row in the batched stream is its index in Engine._tasks."""
 
     uri: str
-    video_id: str
+    info: VideoInfo
+    on_result: OnResult
+    stream: Stream | None  # its own state until it joins the batched stream
     end_ms: int
     frames: object  # FrameStream
     done_until_ms: int = 0  # last boundary whose events fired
@@ -79,6 +88,10 @@ class _Task:
     start_ms: int = 0
     last_ts: float = float("-inf")  # timestamp of the last frame fed (a resumed stream's comes from its snapshot)
     last_snapshot_ms: int = -1
+
+    @property
+    def video_id(self) -> str:
+        return self.info.video_id
 
     def fill(self, n: int) -> None:
         while not self.exhausted and len(self.buffer) < n:
@@ -117,14 +130,16 @@ class Engine:
         Neither given: a Committer and a Store of config.db_uri."""
         self.config = config
         self._model = model
-        self.writer = writer or Committer.from_config(config)
-        self.reader = reader or Store(config.db_uri, create=False)  # after the writer: it creates the tables
+        self.writer = writer or Committer.from_config(config, fs_options=fs_options)
+        # after the writer: it creates the tables
+        self.reader = reader or Store(config.db_uri, create=False, fs_options=fs_options)
         self.schedule = Schedule(config)
         self.frames_per_step = frames_per_step
         self.on_event = on_event or (lambda kind, payload: None)
         self.fs_options = fs_options
         self._config_json = json.dumps(config.to_dict(), sort_keys=True)  # stored on every videos row
-        self._tasks: list[_Task] = []
+        self._tasks: list[_Task] = []  # the videos of the batched stream
+        self._warming: _Task | None = None  # the next video, ready to join
         self._batch: Stream | None = None
 
     @property
@@ -139,51 +154,103 @@ class Engine:
 
     # The run -------------------------------------------------------------------------------
     def index(self, uris: Iterable[str]) -> list[VideoResult]:
+        """The results of these videos, in their order."""
         uris = list(uris)
-        queue = deque(uris)
-        self._results: dict[str, VideoResult] = {}
-        while queue or self._tasks:
-            while queue and len(self._tasks) < self.config.streams_per_gpu:
-                uri = queue.popleft()
-                result = self._start(uri)
-                if result is not None:
-                    self._results[uri] = result
-            if self._tasks:
-                self._step()  # drops the videos it finishes
-        return [self._results[u] for u in uris]
+        results: list[VideoResult | None] = [None] * len(uris)
+        inbox = queue.SimpleQueue()
+        for i, uri in enumerate(uris):
+            inbox.put((uri, partial(results.__setitem__, i)))
+        inbox.put(None)
+        self.run(inbox)
+        return results
 
-    def _start(self, uri: str) -> VideoResult | None:
-        """Begin a video: skipped, failed at once, or joined to the batch (returns None)."""
+    def run(self, inbox: queue.SimpleQueue) -> None:
+        """Index the videos put into `inbox` as (uri, on_result) pairs until it yields None.
+
+        Every video taken gets one on_result(VideoResult) when it ends. The inbox is waited on
+        only while no video is active. An error that is not a video's fault (the store is gone)
+        ends the run: each video it holds gets a failed result without its rows being touched
+        (they stay resumable), then the error is raised.
+        """
+        more, taken = True, None
+        try:
+            while more or self._tasks or self._warming:
+                while more and self._warming is None:  # keep one video warming
+                    try:
+                        taken = inbox.get(block=not self._tasks)
+                    except queue.Empty:
+                        break
+                    if taken is None:
+                        more = False
+                    else:
+                        self._warming = self._prepare(*taken)  # None: skipped or failed at once
+                        taken = None
+                if self._warming is not None and len(self._tasks) < self.config.streams_per_gpu:
+                    self._join(self._warming)
+                    self._warming = None
+                    continue  # warm the next one, fill the next free slot
+                if self._tasks:
+                    self._step()  # drops the videos it finishes
+        except Exception as error:
+            message = f"not this video's fault: {describe_error(error)}"
+            if taken is not None:
+                uri, on_result = taken
+                on_result(VideoResult(uri, None, "failed", message))
+            for task in self._held():
+                if not task.finished:
+                    task.result = VideoResult(task.uri, task.video_id, "failed", message)
+                task.on_result(task.result)
+            raise
+        finally:
+            for task in self._held():
+                self._close(task)
+            self._tasks, self._warming, self._batch = [], None, None
+
+    def _held(self) -> list[_Task]:
+        return self._tasks + ([self._warming] if self._warming else [])
+
+    def _prepare(self, uri: str, on_result: OnResult) -> _Task | None:
+        """Get a video ready to join: probed, its resume point loaded, its frames decoding.
+        A video that is done already or fails here gets its result at once (returns None)."""
         cfg, config_id = self.config, self.config.config_id
         try:
             info = probe(uri, fs_options=self.fs_options)
         except VideoError as error:
-            return self._record_failure(uri, fallback_video_id(uri), error)
+            on_result(self._record_failure(uri, fallback_video_id(uri), error))
+            return None
         existing = self.reader.get_video(info.video_id, config_id)
         if existing and existing["status"] == "done":
-            return VideoResult(uri, info.video_id, "skipped")
+            on_result(VideoResult(uri, info.video_id, "skipped"))
+            return None
         try:
-            self.writer.start_video({
-                "video_id": info.video_id, "config_id": config_id, "uri": info.uri,
-                "duration_s": info.duration, "fps": info.fps, "width": info.width, "height": info.height,
-                "model": cfg.model, "model_revision": cfg.model_revision,
-                "config": self._config_json,
-            })
             stream, start_ms = self._resume_point(info.video_id)
             frames = sample_frames(info.uri, fps=cfg.sample_fps, size=cfg.frame_size, start=start_ms / 1000,
                                    fs_options=self.fs_options)
         except VideoError as error:
-            return self._record_failure(uri, info.video_id, error)
-        task = _Task(uri=uri, video_id=info.video_id, end_ms=to_ms(info.duration), frames=frames,
-                     done_until_ms=start_ms, caption_start_ms=self.schedule.last_caption_end(start_ms),
+            on_result(self._record_failure(uri, info.video_id, error))
+            return None
+        task = _Task(uri=uri, info=info, on_result=on_result, stream=stream, end_ms=to_ms(info.duration),
+                     frames=frames, done_until_ms=start_ms, caption_start_ms=self.schedule.last_caption_end(start_ms),
                      start_ms=start_ms, last_ts=stream.last_timestamp[0],
                      last_snapshot_ms=start_ms if start_ms else -1)
         task.result = VideoResult(uri, info.video_id, "done", resumed_from_s=start_ms / 1000 if start_ms else None)
+        return task
+
+    def _join(self, task: _Task) -> None:
+        """Start the video: its videos row says partial, its stream joins the batch."""
+        cfg, info = self.config, task.info
+        self.writer.start_video({
+            "video_id": info.video_id, "config_id": cfg.config_id, "uri": info.uri,
+            "duration_s": info.duration, "fps": info.fps, "width": info.width, "height": info.height,
+            "model": cfg.model, "model_revision": cfg.model_revision,
+            "config": self._config_json,
+        })
+        task.started = time.perf_counter()
         self._tasks.append(task)
-        self._batch = stream if self._batch is None else Stream.stack([self._batch, stream])
-        self.on_event("start", {"uri": uri, "video_id": info.video_id, "resumed_from_s": start_ms / 1000,
+        self._batch = task.stream if self._batch is None else Stream.stack([self._batch, task.stream])
+        task.stream = None
+        self.on_event("start", {"uri": task.uri, "video_id": info.video_id, "resumed_from_s": task.start_ms / 1000,
                                 "duration_s": info.duration})
-        return None
 
     def _resume_point(self, video_id: str) -> tuple[Stream, int]:
         found = self.reader.latest_loadable_snapshot(video_id, self.config.config_id)
@@ -287,11 +354,16 @@ class Engine:
     def _checkpoint(self, task: _Task, i: int, t_ms: int) -> None:
         frames_seen = int(self._batch.state.counters["frames_seen"][i])
         rows = {k: v for k, v in task.pending.items() if v}
+        config_id = self.config.config_id
         started = time.perf_counter()
         state = self._batch.to_bytes(i)
         serialized = time.perf_counter()
+        # The actor writes its own blob: state bytes never travel through the one committer.
+        blob = write_blob(snapshot_blob_uri(self.config.snapshot_root, task.video_id, config_id, t_ms), state,
+                          self.fs_options)
+        written = time.perf_counter()
         snapshot = self.writer.commit_checkpoint(
-            task.video_id, self.config.config_id, t_ms / 1000, state, rows,
+            task.video_id, config_id, t_ms / 1000, blob, rows,
             frames_seen=frames_seen, video_columns={"frames_sampled": frames_seen},
         )
         committed = time.perf_counter()
@@ -302,7 +374,7 @@ class Engine:
         task.pending = {"captions": [], "answers": []}
         self.on_event("checkpoint", {"uri": task.uri, "video_id": task.video_id, "t_s": t_ms / 1000,
                                      "snapshot": snapshot, "serialize_s": serialized - started,
-                                     "commit_s": committed - serialized})
+                                     "write_s": written - serialized, "commit_s": committed - written})
 
     def _finish(self, task: _Task) -> None:
         wall = time.perf_counter() - task.started
@@ -352,8 +424,8 @@ class Engine:
         keep = [i for i, t in enumerate(self._tasks) if not t.finished]
         if len(keep) == len(self._tasks):
             return
-        for task in self._tasks:
-            if task.finished:
-                self._results[task.uri] = task.result
+        finished = [t for t in self._tasks if t.finished]
         self._tasks = [self._tasks[i] for i in keep]
+        for task in finished:
+            task.on_result(task.result)
         self._batch = Stream(self.model, self._batch.state.select(keep)) if keep else None

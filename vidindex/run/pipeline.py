@@ -5,18 +5,22 @@
 Layout on the cluster:
   - driver: discovers and probes the videos, drops done ones, finds resume points, draws the
     progress bar, prints the summary;
-  - one committer actor (named `vidindex-committer-<run>`): the only writer of the tables,
-    snapshot blobs and Parquet files (LanceDB merge_insert races under concurrent writers);
+  - one committer actor (named `vidindex-committer-<run>`): the only writer of the tables and
+    Parquet files (LanceDB merge_insert races under concurrent writers). It receives rows and
+    each snapshot blob's uri/size/sha256, never state bytes;
   - one progress actor: collects the engine events of every indexing actor;
-  - N indexing actors (Ray Data actor pool): each loads the model once and runs
-    vidindex.index.engine.Engine over its batch of videos, up to `streams_per_gpu` at a time as
-    one batched stream. The engine reads the tables directly (its reader, a read-only Store) and
-    writes through a proxy to the committer actor (its writer).
+  - N indexing actors (Ray Data actor pool, one row = one video): each loads the model once and
+    runs one engine thread (vidindex.index.engine.Engine.run) that keeps `streams_per_gpu` videos
+    in one batched stream, plus one warming. Ray Data sends an actor streams_per_gpu + 1 rows at
+    a time; each call puts its video into the engine's inbox and waits for that video's result,
+    so a video that ends frees its slot for the next one at once (continuous batching). The
+    engine writes snapshot blobs itself, reads the tables directly (its reader, a read-only
+    Store) and writes rows through a proxy to the committer actor (its writer).
 What each of these actors reserves is declared in vidindex.run.ray.
 
 A crashed indexing actor is restarted by Ray (Ray Data's actor pools use max_restarts=-1 and
-max_task_retries=-1) and its batch is run again: done videos are skipped, partial ones resume
-from their latest committed snapshot.
+max_task_retries=-1) and the videos it held are run again: done videos are skipped, partial
+ones resume from their latest committed snapshot.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -68,8 +74,8 @@ class CommitterProxy:
     def start_video(self, row: dict) -> dict:
         return self._call("start_video", row)
 
-    def commit_checkpoint(self, video_id, config_id, t, state, rows_by_table=None, **kwargs) -> dict:
-        snapshot = self._call("commit_checkpoint", video_id, config_id, t, state, rows_by_table, **kwargs)
+    def commit_checkpoint(self, video_id, config_id, t, blob, rows_by_table=None, **kwargs) -> dict:
+        snapshot = self._call("commit_checkpoint", video_id, config_id, t, blob, rows_by_table, **kwargs)
         rows_by_table = rows_by_table or {}
         self.on_rows({"video_id": video_id, **{table: len(rows_by_table.get(table) or [])
                                                for table in ("captions", "answers")}})
@@ -92,7 +98,8 @@ class CommitterProxy:
 
 
 class IndexWorker:
-    """One Ray Data actor: loads the model once, indexes each batch of videos with the Engine."""
+    """One Ray Data actor: loads the model once; its concurrent calls (one video each) feed the
+    inbox of one engine thread, which runs them as one batched stream."""
 
     def __init__(self, config: dict, committer, tracker, fs_options: dict | None = None):
         from vidindex.run.metrics import IndexMetrics
@@ -102,17 +109,27 @@ class IndexWorker:
         self.config = IndexConfig.from_dict(config)
         self.tracker = tracker
         self.metrics = IndexMetrics(self.config.config_id)
-        self._buffer: list[dict] = []
+        self._buffer: list[dict] = []  # events: touched by the engine thread only
         self._last_flush = time.monotonic()
         writer = CommitterProxy(committer, on_rows=lambda counts: self._on_event("rows", counts))
-        self.engine = Engine(self.config, reader=Store(self.config.db_uri, create=False), writer=writer,
-                             on_event=self._on_event, fs_options=fs_options)
+        self.engine = Engine(self.config, reader=Store(self.config.db_uri, create=False, fs_options=fs_options),
+                             writer=writer, on_event=self._on_event, fs_options=fs_options)
+        self.inbox = queue.SimpleQueue()
         self.load_error = None
         try:
-            self.engine.model  # load once per actor, not per batch
+            self.engine.model  # load once per actor, not per video
         except Exception as error:  # reported per video, so the run ends with a clear reason
             self.load_error = f"cannot load model {self.config.model!r}: {describe_error(error)}"
             log.error(self.load_error)
+            return
+        threading.Thread(target=self._run_engine, daemon=True, name="vidindex-engine").start()
+
+    def _run_engine(self) -> None:
+        while True:  # the inbox is never closed: the engine runs as long as the actor
+            try:
+                self.engine.run(self.inbox)
+            except Exception as error:  # not a video's fault: the videos it held got failed results
+                log.error("indexing actor error: %s", describe_error(error))
 
     def _on_event(self, kind: str, payload: dict) -> None:
         self.metrics.on_event(kind, payload)
@@ -128,17 +145,18 @@ class IndexWorker:
         self._last_flush = time.monotonic()
 
     def __call__(self, batch: dict) -> dict:
-        uris = [str(uri) for uri in batch["uri"]]
+        """The videos of a batch (one, in the run) through the engine; waits for their results."""
+        uris, video_ids = [str(uri) for uri in batch["uri"]], [str(vid) for vid in batch["video_id"]]
         if self.load_error:
-            results = [_failed_row(uri, vid, self.load_error) for uri, vid in zip(uris, batch["video_id"])]
+            results = [_failed_row(uri, vid, self.load_error) for uri, vid in zip(uris, video_ids)]
         else:
-            try:
-                results = [dict(vars(result)) for result in self.engine.index(uris)]
-            except Exception as error:  # not a video's fault (e.g. storage down): the videos stay partial
-                message = f"indexing actor error: {describe_error(error)}"
-                log.error(message)
-                results = [_failed_row(uri, vid, message) for uri, vid in zip(uris, batch["video_id"])]
-        self._flush()
+            futures = []
+            for uri in uris:
+                futures.append(Future())
+                self.inbox.put((uri, futures[-1].set_result))
+            results = [dict(vars(future.result())) for future in futures]
+            for row, video_id in zip(results, video_ids):
+                row["video_id"] = row["video_id"] or video_id
         for row in results:
             row["pid"] = self.pid
         return {column: [row.get(column) for row in results] for column in RESULT_COLUMNS}
@@ -227,7 +245,7 @@ def run_index(
         committer = tracker = None
         try:
             _quiet_ray_data()
-            committer = _start_committer(config, run_id)
+            committer = _start_committer(config, run_id, fs_options)
             from vidindex.store import Store
 
             plan = plan_videos(found.uris, Store(config.db_uri, create=False), config.config_id, fs_options)
@@ -237,7 +255,7 @@ def run_index(
             if not plan.todo:
                 report.wall_s = time.time() - started
                 return report
-            resources = plan_indexing(ray.cluster_resources(), len(plan.todo), config.streams_per_gpu, actors=actors,
+            resources = plan_indexing(ray.cluster_resources(), len(plan.todo), actors=actors,
                                       gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor)
             if resources.gpus_per_actor == 0 and config.device == "auto":
                 config = config.with_overrides(device="cpu")  # no GPU was reserved for the actors
@@ -258,13 +276,14 @@ def run_index(
                     ray.kill(actor)
 
 
-def _start_committer(config: IndexConfig, run_id: str):
+def _start_committer(config: IndexConfig, run_id: str, fs_options: dict | None):
     import ray
 
     from vidindex.store import Committer
 
     actor = ray.remote(Committer).options(**COMMITTER_OPTIONS, name=f"vidindex-committer-{run_id}").remote(
-        config.db_uri, config.snapshot_root, config.parquet_uri, embedding_model=config.embedding_model)
+        config.db_uri, config.snapshot_root, config.parquet_uri, embedding_model=config.embedding_model,
+        fs_options=fs_options)
     try:
         ray.get(actor.__ray_ready__.remote())  # tables exist before any reader opens them
     except Exception as error:
@@ -277,11 +296,16 @@ def _run_dataset(config, plan: Plan, resources: Resources, committer, tracker, f
                  on_events) -> list[dict]:
     import ray
 
-    rows = [video.to_row() for video in plan.todo]
+    # Longest first: a run ends when its longest video does, so that one starts first.
+    todo = sorted(plan.todo, key=lambda video: video.resume_from_s - video.duration_s)
+    rows = [video.to_row() for video in todo]
+    # The actor's slots, and one video warming to take the next free slot at once.
+    calls = config.streams_per_gpu + 1
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         IndexWorker,
-        batch_size=resources.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=resources.actors, max_tasks_in_flight_per_actor=1),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=resources.actors, max_tasks_in_flight_per_actor=calls,
+                                           max_concurrent_calls_per_actor=calls, enable_true_multi_threading=True),
         num_gpus=resources.gpus_per_actor or None,
         num_cpus=resources.cpus_per_actor,
         fn_constructor_kwargs={"config": config.to_dict(), "committer": committer, "tracker": tracker,

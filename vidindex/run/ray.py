@@ -22,7 +22,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-INDEXING_CPUS_PER_GPU = 4  # decode threads and host-side work of a GPU indexing actor
+# CPUs of a GPU indexing actor: decode that keeps the GPU fed, plus the engine's host loop.
+# Measured on the H200 host: one PyAV thread delivers 63.7 sampled frames/s (1 frame/s from 720p
+# 30 fps H.264, 2 s GOP, to 448x448; bench/results/e2e_index-2026-12-02-h200.json), and the
+# model takes 144 frames/s per GPU in bf16, 190 in float8 (feeds of 32 frames;
+# bench/results/ask_latency-2026-12-01-h200.json). 145 / 60 = 2.4 cores; with
+# 1.5x margin (a refilled slot decodes in bursts, real files decode slower) ceil(3.6) = 4 decode
+# cores (240 frames/s: float8's 190 too), + 1 for the engine thread = 5. 1080p decodes ~2x
+# slower per core (docs/benchmarks.md, video-decode): give such archives --cpus-per-actor 8.
+DECODE_FRAMES_PER_S_PER_CPU = 60
+MODEL_FRAMES_PER_S_PER_GPU = 145
+DECODE_MARGIN = 1.5
+INDEXING_CPUS_PER_GPU = math.ceil(MODEL_FRAMES_PER_S_PER_GPU * DECODE_MARGIN / DECODE_FRAMES_PER_S_PER_CPU) + 1
 ASKING_CPU_ACTORS = 2  # each CPU asker holds its own model copy: more rarely pays on one machine
 # The committer and the tracker mostly wait on calls: they reserve no CPU, so they never keep an
 # indexing actor from starting. The committer is restarted after a crash (its writes are idempotent).
@@ -43,12 +54,11 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class Resources:
-    """A pool of like actors: how many, what each reserves, and how many items each takes at a time."""
+    """A pool of like actors: how many, and what each reserves."""
 
     actors: int
     gpus_per_actor: float
     cpus_per_actor: float
-    batch_size: int = 1
 
     @property
     def options(self) -> dict:
@@ -101,14 +111,13 @@ def ray_session(address: str | None = None) -> Iterator[None]:
 # ---- what each actor reserves
 
 
-def plan_indexing(cluster: dict, videos: int, streams_per_gpu: int, *, actors: int | None = None,
+def plan_indexing(cluster: dict, videos: int, *, actors: int | None = None,
                   gpus_per_actor: float | None = None, cpus_per_actor: float | None = None) -> Resources:
-    """How many indexing actors, with what, and how many videos each takes per batch.
+    """How many indexing actors, and with what.
 
     With GPUs in the cluster: one actor per GPU, INDEXING_CPUS_PER_GPU CPUs each (fewer if the
     cluster has fewer). Without: CPU actors of one core each, as many as there are cores.
-    Never more actors than videos, and each batch is at most streams_per_gpu videos, fewer
-    when that spreads the videos over more actors.
+    Never more actors than videos.
     """
     gpus, cpus = float(cluster.get("GPU", 0)), float(cluster.get("CPU", 0))
     if gpus_per_actor is None:
@@ -130,8 +139,7 @@ def plan_indexing(cluster: dict, videos: int, streams_per_gpu: int, *, actors: i
     if actors and actors > fit:
         raise ClusterError(f"{actors} indexing actors do not fit: the cluster has room for {fit} "
                            f"({gpus:g} GPUs, {cpus:g} CPUs; {gpus_per_actor:g} GPU and {cpus_per_actor:g} CPU each)")
-    batch = max(1, min(streams_per_gpu, math.ceil(max(1, videos) / count)))
-    return Resources(actors=count, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, batch_size=batch)
+    return Resources(actors=count, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor)
 
 
 def plan_asking(cluster: dict, batches: int, *, use_gpus: bool, actors: int | None = None) -> Resources:

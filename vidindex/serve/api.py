@@ -21,6 +21,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from vidindex.query.search import MODES, search
@@ -253,10 +254,8 @@ def make_api(settings: Settings, store: Store, asker=None, jobs=None) -> FastAPI
     ):
         if video:
             catalog.video_rows(store, video)
-        result = search(store, q, mode=mode, video_id=video or None,
-                        t_from=None if not t_from else catalog.check_time(t_from, "from"),
-                        t_to=None if not t_to else catalog.check_time(t_to, "to"), limit=limit,
-                        include_answers=answers)
+        result = search(store, q, mode=mode, video_id=video or None, t_from=t_from or None, t_to=t_to or None,
+                        limit=limit, include_answers=answers)
         hits = []
         for hit in result.to_dict()["hits"]:
             hit["name"] = (hit["uri"] or hit["video_id"]).rstrip("/").rsplit("/", 1)[-1]
@@ -276,7 +275,7 @@ def make_api(settings: Settings, store: Store, asker=None, jobs=None) -> FastAPI
     @app.post("/api/videos/{video_id}/ask", response_model=AskResponse, responses=ERRORS,
               summary="ask a question as of time T (from the nearest snapshot and a replay)")
     async def ask(video_id: str, body: AskRequest = Body()):
-        catalog.video_rows(store, video_id, body.config_id)
+        await run_in_threadpool(catalog.video_rows, store, video_id, body.config_id)  # 404 here, not in a replica
         at = body.at if isinstance(body.at, str) and body.at.strip().lower() == "end" else catalog.check_time(body.at, "at")
         return await from_model(asker.ask.remote(video_id, at, body.question, body.config_id, body.max_new_tokens))
 

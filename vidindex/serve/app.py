@@ -16,6 +16,8 @@ may be overridden per deployment name.
 
 from __future__ import annotations
 
+import logging
+
 from ray import serve
 
 from vidindex.query.common import open_store
@@ -26,11 +28,17 @@ from vidindex.serve.auth import BindError, token_digest, token_from
 from vidindex.serve.catalog import NotFound
 from vidindex.serve.errors import describe
 from vidindex.serve.jobs import JobBook
+from vidindex.store import StoreError
+
+logger = logging.getLogger("vidindex.serve")
 
 APP_NAME = "vidindex"
 # A model replica takes requests one at a time (vidindex.serve.asker); a few more wait at it so
 # that the next one starts at once. Serve sends the rest to other replicas, or queues them.
 ASKER_MAX_ONGOING = 4
+# The front answers many small requests at once (a page of thumbnails, video byte ranges that
+# last as long as a player reads), each in its own thread or awaiting a replica.
+FRONT_MAX_ONGOING = 100
 
 
 @serve.ingress()
@@ -40,8 +48,11 @@ class Front:
         self.asker = asker
         self.jobs = jobs
         self.store = open_store(settings.db)
-        if self.store.count("captions"):
-            self.store.embedder.embed(["warm up"])  # the first vector search is then as quick as the next
+        try:
+            if self.store.count("captions"):
+                self.store.embedder.embed(["warm up"])  # the first vector search is then as quick as the next
+        except StoreError as error:  # vector search will say so; everything else works
+            logger.warning("caption embedder not loaded: %s", error)
 
     def __serve_build_asgi_app__(self):
         return make_api(self.settings, self.store, self.asker, self.jobs)
@@ -89,7 +100,8 @@ def application(db: str, *, token: str | None = None, model: str | None = None, 
     jobs = serve.deployment(ArchiveJobs, name="ArchiveJobs", num_replicas=1,
                             ray_actor_options=SERVE_JOBS_OPTIONS).bind(db, asker)
     settings = Settings(db=db, token_sha256=None if token is None else token_digest(token))
-    return serve.deployment(Front, name="Front", ray_actor_options=SERVE_FRONT_OPTIONS).bind(settings, asker, jobs)
+    return serve.deployment(Front, name="Front", ray_actor_options=SERVE_FRONT_OPTIONS,
+                            max_ongoing_requests=FRONT_MAX_ONGOING).bind(settings, asker, jobs)
 
 
 def build_app(args: dict):

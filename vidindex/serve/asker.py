@@ -20,6 +20,7 @@ from vidindex.query.models import model_for, model_key, pick_device
 from vidindex.serve.errors import describe
 
 logger = logging.getLogger("vidindex.serve")
+WARM_UP_AT_S = 1.0  # replays the first second: decodes a little, feeds a little, answers one token
 
 
 class Asker:
@@ -37,9 +38,13 @@ class Asker:
         self.warmed = self._warm_up()
 
     def _warm_up(self) -> list[dict]:
-        """Load and warm every model the index's videos were indexed with."""
-        done, seen = [], set()
+        """Load and warm every model the index's videos were indexed with, then ask one video a
+        question a second past a snapshot: the first real ask then finds the replay's decoder
+        processes started and every code path it takes loaded."""
+        done, seen, askable = [], set(), None
         for row in self.store.rows("videos").to_pylist():
+            if askable is None and row["status"] == "done":
+                askable = row
             try:
                 config = config_of(row)
             except QueryError:
@@ -50,10 +55,15 @@ class Asker:
             seen.add(key)
             started = time.perf_counter()
             warm_up(self._model(config))
-            done.append({"model": config.model, "dtype": config.dtype, "frame_size": config.frame_size,
-                         "device": self.device, "seconds": round(time.perf_counter() - started, 3)})
+            done.append({"model": config.model, "checkpoint": self.checkpoint or config.model, "dtype": config.dtype,
+                         "frame_size": config.frame_size, "device": self.device,
+                         "seconds": round(time.perf_counter() - started, 3)})
             logger.info("model %s (%s, %s) loaded and warmed in %.1f s", config.model, config.dtype, self.device,
                         done[-1]["seconds"])
+        if askable is not None:
+            out = self.ask(askable["video_id"], WARM_UP_AT_S, "Warm-up.", askable["config_id"], max_new_tokens=1)
+            if "error" in out:
+                logger.warning("warm-up ask of video %s failed: %s", askable["video_id"], out["error"])
         return done
 
     def _model(self, config):
@@ -66,7 +76,8 @@ class Asker:
             waited = time.perf_counter()
             with self._model_lock:
                 waited = time.perf_counter() - waited
-                self._model(resolve_video(self.store, video_id, config_id).config)  # loaded from `checkpoint`
+                if self.checkpoint:  # a model not loaded yet comes from `checkpoint` too
+                    self._model(resolve_video(self.store, video_id, config_id).config)
                 result = ask_at(self.store, video_id, at, question, config_id=config_id, device=self.device,
                                 max_new_tokens=max_new_tokens).to_dict()
             result["timings"]["queued_s"] = waited

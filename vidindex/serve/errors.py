@@ -12,7 +12,7 @@ from vidindex.model import ModelError
 from vidindex.query.errors import QueryError, UnreadableIndexData
 from vidindex.run.ray import ClusterError
 from vidindex.serve.catalog import NotFound
-from vidindex.serve.media import RangeNotSatisfiable
+from vidindex.serve.media import NoFrame, RangeNotSatisfiable
 from vidindex.store import StoreError
 from vidindex.video import VideoError, VideoNotFound
 
@@ -24,7 +24,7 @@ MAX_MESSAGE = 2000
 def describe(error: BaseException) -> dict:
     """{"error": one line, "status": HTTP status} for any exception; unexpected ones are logged
     here (with their traceback, in the service's log only)."""
-    if isinstance(error, NotFound):
+    if isinstance(error, (NotFound, NoFrame)):
         status = 404
     elif isinstance(error, RangeNotSatisfiable):
         status = 416

@@ -33,6 +33,10 @@ VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktim
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
+class NoFrame(LookupError):
+    """The video has no frame at or after the time asked (past its end)."""
+
+
 class RangeNotSatisfiable(ValueError):
     def __init__(self, size: int):
         super().__init__(f"the requested range is outside the video's {size} bytes")
@@ -74,9 +78,11 @@ def frame_jpeg(uri: str, t: float, width: int) -> bytes:
     A time past the last frame gives the last frame of the second before it."""
     from PIL import Image
 
-    frame = _first_frame(uri, t) or (_first_frame(uri, max(0.0, t - 1.0), last=True) if t > 0 else None)
+    frame = _first_frame(uri, t)
+    if frame is None and t > 0:
+        frame = _first_frame(uri, max(0.0, t - 1.0), last=True)
     if frame is None:
-        raise VideoError(uri, f"no frame at or after {t:g} s")
+        raise NoFrame(f"no frame at or after {t:g} s in {uri}")
     image = Image.fromarray(frame)
     height = max(1, round(image.height * width / image.width))
     image = image.resize((width, height), Image.Resampling.BILINEAR)

@@ -1,6 +1,7 @@
 """Snapshot blobs in any fsspec filesystem (local, s3://, gs://, memory://).
 
-A blob is written under a temporary name and then moved into place, so a crash mid-write never
+The indexing engine writes them (write_blob); the committer only checks that a blob exists
+with its size before its snapshots row points at it (check_blob). A blob is written under a temporary name and then moved into place, so a crash mid-write never
 leaves a partial file at the final name (a local rename is atomic; on object stores the final
 object appears whole when the copy or upload completes). The content is opaque bytes here: the
 model layer produces safetensors.
@@ -58,6 +59,20 @@ def write_blob(uri: str, source: BlobSource, fs_options: dict | None = None) -> 
         _remove_quietly(fs, temp_path)
         raise StoreError(f"cannot write snapshot blob {uri}: {error}") from error
     return BlobInfo(uri=uri, bytes=data.nbytes, sha256=hashlib.sha256(data).hexdigest())
+
+
+def check_blob(blob: BlobInfo, fs_options: dict | None = None) -> None:
+    """StoreError naming the blob unless it exists at its uri with its size."""
+    try:
+        fs, path = fsspec.core.url_to_fs(blob.uri, **(fs_options or {}))
+        fs.invalidate_cache(path)  # another process wrote it: never trust a cached listing
+        size = fs.size(path)
+    except FileNotFoundError:
+        raise StoreError(f"snapshot blob {blob.uri} does not exist") from None
+    except Exception as error:
+        raise StoreError(f"cannot check snapshot blob {blob.uri}: {error}") from error
+    if size != blob.bytes:
+        raise StoreError(f"snapshot blob {blob.uri} has {size} bytes, the commit says {blob.bytes}")
 
 
 def read_blob(uri: str, expected_bytes: int, expected_sha256: str, fs_options: dict | None = None,

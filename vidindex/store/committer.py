@@ -3,8 +3,10 @@ serializes them with a lock (LanceDB merge_insert races under concurrent writers
 class taking plain data (lists of dicts or Arrow tables) so that it can run as a Ray actor.
 
 Checkpoint commit order, so that a crash between any two steps leaves nothing a reader trusts:
-  1. the snapshot blob, written under a temporary name and moved into place;
-  2. the caption and answer rows up to t;
+  1. the snapshot blob, written by the indexing engine (not here: state bytes never pass through
+     the one committer) under a temporary name and moved into place;
+  2. the committer checks that the blob exists at its place with its size, then upserts the
+     caption and answer rows up to t;
   3. the snapshots row (uri, bytes, sha256) -- the commit point: a snapshots row exists only
      once its blob and rows exist, and readers verify the sha256 when loading;
   4. the videos row's last_snapshot_ms (informational; resume reads the snapshots table).
@@ -18,7 +20,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from vidindex.store.blobs import BlobSource, snapshot_blob_uri, write_blob
+from vidindex.store.blobs import BlobInfo, check_blob, snapshot_blob_uri
 from vidindex.store.errors import StoreError
 from vidindex.store.lance_store import Rows, Store
 from vidindex.store.parquet import ParquetExporter
@@ -33,7 +35,8 @@ def utc_now() -> datetime:
 
 
 class Committer:
-    """All writes of one index (db + snapshot blobs + optional Parquet copy).
+    """All row writes of one index (db + optional Parquet copy); snapshot blobs are written by the
+    engine and only checked here.
 
     `lance_options` go to LanceDB (object_store keys, e.g. aws_endpoint); `fs_options` go to
     fsspec for snapshot blobs and Parquet files (e.g. s3fs's endpoint_url). Credentials belong
@@ -64,11 +67,12 @@ class Committer:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_config(cls, config) -> Committer:
+    def from_config(cls, config, fs_options: dict | None = None) -> Committer:
         """A committer for an IndexConfig's db_uri, snapshot root and parquet_uri."""
         if not config.db_uri:
             raise StoreError("the index config has no db_uri: say where the tables go")
-        return cls(config.db_uri, config.snapshot_root, config.parquet_uri, embedding_model=config.embedding_model)
+        return cls(config.db_uri, config.snapshot_root, config.parquet_uri, embedding_model=config.embedding_model,
+                   fs_options=fs_options)
 
     # ---- plain writes
 
@@ -120,7 +124,7 @@ class Committer:
         video_id: str,
         config_id: str,
         t: float | str,
-        state: BlobSource,
+        blob: BlobInfo,
         rows_by_table: dict[str, Rows] | None = None,
         *,
         frames_seen: int,
@@ -128,10 +132,12 @@ class Committer:
     ) -> dict:
         """Commit the stream state at time `t` (seconds) with all caption/answer rows up to t.
 
-        `state` is the safetensors blob as bytes.
-        `video_columns` (e.g. frames_sampled) are set on the videos row with last_snapshot_ms.
-        Returns the snapshots row. Raises StoreError (naming the URI) if any step fails; a
-        failed commit can be retried with the same arguments.
+        `blob` names the safetensors blob the caller wrote (write_blob) at
+        snapshot_blob_uri(snapshot_root, video_id, config_id, t_ms), with its size and sha256;
+        it must exist there with that size. `video_columns` (e.g. frames_sampled) are set on
+        the videos row with last_snapshot_ms. Returns the snapshots row. Raises StoreError
+        (naming the URI) if any step fails, before any row is written when the blob is wrong;
+        a failed commit can be retried with the same arguments.
         """
         t_ms = to_ms(t)
         rows_by_table = dict(rows_by_table or {})
@@ -147,9 +153,11 @@ class Committer:
                     raise StoreError(f"commit_checkpoint: rows for {table!r}; only {CHECKPOINT_ROW_TABLES} go with a checkpoint")
                 prepared[table] = self.store.prepare_rows(table, rows)
                 _check_rows_belong(table, prepared[table], video_id, config_id, t_ms)
-            uri = snapshot_blob_uri(self.snapshot_root, video_id, config_id, t_ms)
+            expected_uri = snapshot_blob_uri(self.snapshot_root, video_id, config_id, t_ms)
+            if blob.uri != expected_uri:
+                raise StoreError(f"commit_checkpoint: snapshot blob {blob.uri} is not at its place, {expected_uri}")
+            check_blob(blob, self.fs_options)
 
-            blob = write_blob(uri, state, self.fs_options)  # 1
             for table, data in prepared.items():  # 2
                 self.store.upsert(table, data)
             snapshot = {  # 3: the commit point
