@@ -258,9 +258,15 @@ def main() -> int:
                          max_new_tokens=args.max_new_tokens, streams_per_gpu=args.streams_per_gpu)
     commits, blob_writes, frame_times, finish_times = [], [], [], []
 
+    progress = {"frames": 0, "started": 0, "finished": 0, "printed": 0.0}
+
     def on_events(events):
         now = time.time()
         for ev in events:
+            kind = ev.get("kind")
+            progress["frames"] += ev.get("frames", 0) if kind == "frames" else 0
+            progress["started"] += kind == "start"
+            progress["finished"] += kind == "finish"
             if ev.get("kind") == "checkpoint" and ev.get("commit_s") is not None:
                 commits.append(ev["commit_s"])
                 blob_writes.append(ev["write_s"])
@@ -268,6 +274,10 @@ def main() -> int:
                 frame_times.append(now)
             elif ev.get("kind") == "finish":
                 finish_times.append(now)
+        if now - progress["printed"] >= 15:  # a stalled run shows where it stopped
+            progress["printed"] = now
+            print(f"[run {now - start:6.0f}s] videos started {progress['started']}, finished "
+                  f"{progress['finished']}, frames {progress['frames']}", flush=True)
 
     with GpuSampler() as gpu:
         start = time.time()
