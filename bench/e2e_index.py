@@ -97,7 +97,7 @@ def write_random_checkpoint(directory: Path, seed: int = 0) -> Path:
     from safetensors.torch import save_file
 
     from vidindex.model import InfiniteVL, ModelConfig
-    from vidindex.model.tiny import _fill_random, build_tokenizer, tiny_config
+    from vidindex.model.tiny import build_tokenizer, random_weights, tiny_config
 
     if (directory / "config.json").exists():
         return directory
@@ -109,12 +109,7 @@ def write_random_checkpoint(directory: Path, seed: int = 0) -> Path:
         "video_token_id")})
     with torch.device("meta"):
         model = InfiniteVL(cfg, 448)  # the checkpoint's names and shapes, nothing allocated
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    weights = {}
-    for name, p in model.named_parameters():
-        t = torch.empty(p.shape, device="cuda")
-        _fill_random(name, t, gen)
-        weights[name] = t.to(torch.bfloat16).cpu()
+    weights = {name: t.to(torch.bfloat16).cpu() for name, t in random_weights(model, seed, device="cuda").items()}
     save_file(weights, str(directory / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(str(directory))
     (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))

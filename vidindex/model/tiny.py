@@ -86,12 +86,12 @@ def _fill_random(name: str, p: torch.Tensor, gen: torch.Generator) -> None:
         p.normal_(0.0, 1.0 / math.sqrt(p[0].numel()), generator=gen)
 
 
-def random_weights(model: InfiniteVL, seed: int) -> dict[str, torch.Tensor]:
-    """Seeded CPU weights for every parameter of a (meta) model."""
-    gen = torch.Generator().manual_seed(seed)
+def random_weights(model: InfiniteVL, seed: int, device="cpu") -> dict[str, torch.Tensor]:
+    """Seeded float32 weights on `device` for every parameter of a (meta) model."""
+    gen = torch.Generator(device=device).manual_seed(seed)
     out = {}
     for name, p in model.named_parameters():
-        t = torch.empty(p.shape)
+        t = torch.empty(p.shape, device=device)
         _fill_random(name, t, gen)
         out[name] = t
     return out

@@ -5,8 +5,8 @@ traceback. Input errors are 400 (404 for what does not exist), as the CLI's usag
 from __future__ import annotations
 
 import logging
-import re
 
+from vidindex.cli.output import one_line as printable_line
 from vidindex.config import ConfigError
 from vidindex.model import ModelError
 from vidindex.query.errors import QueryError, UnreadableIndexData
@@ -17,7 +17,6 @@ from vidindex.store import StoreError
 from vidindex.video import VideoError, VideoNotFound
 
 logger = logging.getLogger("vidindex.serve")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_MESSAGE = 2000
 
 
@@ -41,5 +40,5 @@ def describe(error: BaseException) -> dict:
 
 
 def one_line(text) -> str:
-    line = " ".join(_CONTROL.sub(" ", str(text)).split())
+    line = printable_line(text)
     return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."

@@ -25,7 +25,6 @@ from vidindex.query.errors import QueryError
 from vidindex.serve.errors import describe
 
 KEEP_FINISHED = 200  # finished jobs remembered for polling; older ones are forgotten
-STATES = ("queued", "running", "done", "failed")
 
 
 @dataclass
