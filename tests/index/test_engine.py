@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from vidindex.config import Question
 from vidindex.index.engine import Engine
 from vidindex.query import search
 from vidindex.store import BlobInfo, Committer, Store, StoreError
 from vidindex.video import sample_frames
+from vidindex.video.synthetic import write_video
 
 from .conftest import make_config
 
@@ -226,3 +228,30 @@ def test_an_error_that_is_no_videos_fault_fails_the_videos_held_and_leaves_them_
     assert sorted(results) == sorted([videos["a"], videos["b"]])  # no caller is left waiting
     assert all(r.status == "failed" and "not this video's fault" in r.error for r in results.values())
     assert [v["status"] for v in Store(str(tmp_path / "db")).videos()] == ["partial"]  # a's row untouched
+
+
+def test_videos_join_in_step_so_each_caption_window_is_one_generate_call(tiny_checkpoint, tiny_model, tmp_path):
+    seconds = [9, 23, 14, 31, 6, 17]
+    uris = []
+    for i, s in enumerate(seconds):
+        write_video(tmp_path / f"v{i}.mp4", s, fps=10, width=96, height=64, seed=10 + i)
+        uris.append(str(tmp_path / f"v{i}.mp4"))
+    questions = [Question("colour", "What colour is the shape?", every=5, at_end=True)]
+    fires = []  # per _fire call: (videos due, videos in the batch, whether a window's caption is among them)
+
+    class Recording(Engine):
+        def _fire(self, due):
+            window = any(ev.actions.caption and not ev.end for _, ev in due)
+            fires.append((len(due), len(self._tasks), window))
+            super()._fire(due)
+
+    batched = make_config(tiny_checkpoint, tmp_path / "batched", streams_per_gpu=3, questions=questions)
+    results = Recording(batched, model=tiny_model).index(uris)
+    assert [r.status for r in results] == ["done"] * len(uris)
+    windows = [(due, held) for due, held, window in fires if window]
+    assert windows and max(held for _, held in windows) == 3
+    assert all(due == held for due, held in windows), windows  # every video of the batch, one call
+    alone = make_config(tiny_checkpoint, tmp_path / "alone", questions=questions)
+    Engine(alone, model=tiny_model).index(uris)
+    for table in TABLES:
+        assert table_rows(tmp_path / "batched", table) == table_rows(tmp_path / "alone", table), table

@@ -22,7 +22,7 @@ def ray_cluster():
 
     if ray.is_initialized():  # another package's cluster, which has no fake GPUs
         ray.shutdown()
-    context = ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level=logging.ERROR,
+    context = ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level=logging.ERROR,
                        log_to_driver=False)
     yield context
     ray.shutdown()

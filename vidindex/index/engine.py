@@ -6,9 +6,11 @@
 
 Up to `config.streams_per_gpu` videos run as concurrent streams of one batched model state
 (continuous batching): each step feeds the next frames of every active video in one forward,
-and the captions and answers due at the same step are generated as one batch. The moment a
-video ends (done or failed), the next one joins; one more video is kept warming (probed, its
-resume point loaded, its frames decoding in the background) so a freed slot is refilled at once.
+and the captions and answers due at the same step are generated as one batch. When a video
+ends (done or failed), the next one takes its slot in step with the others (see _may_join: it
+first feeds alone up to their place in the caption window, or the batch runs on to its place);
+one more video is kept warming (probed, its resume point loaded, its frames decoding in the
+background) so a freed slot is refilled without waiting for I/O.
 A video whose latest committed snapshot is at t resumes there; a done video is skipped; a
 failing video is recorded as failed with its error and never disturbs the others. Both the
 tests and each Ray actor run this class; it needs no Ray.
@@ -35,6 +37,7 @@ from typing import Callable, Iterable
 from vidindex.config import IndexConfig
 from vidindex.model import Stream, load_model
 from vidindex.index.schedule import Actions, Schedule
+from vidindex.index.writes import Writes
 from vidindex.store import Committer, Store, snapshot_blob_uri, write_blob
 from vidindex.timefmt import to_ms
 from vidindex.video import VideoError, VideoInfo, probe, sample_frames
@@ -88,6 +91,7 @@ class _Task:
     start_ms: int = 0
     last_ts: float = float("-inf")  # timestamp of the last frame fed (a resumed stream's comes from its snapshot)
     last_snapshot_ms: int = -1
+    write_error: BaseException | None = None  # a write of this video failed (set by the writes thread)
 
     @property
     def video_id(self) -> str:
@@ -99,6 +103,11 @@ class _Task:
                 self.buffer.append(next(self.frames))
             except StopIteration:
                 self.exhausted = True
+
+    def fill_past(self, b_ms: int) -> None:
+        """Read frames until one after b is buffered (or the video ends): frames_before(b) is then exact."""
+        while not self.exhausted and (not self.buffer or self.buffer[-1][0] * 1000 <= b_ms):
+            self.fill(len(self.buffer) + 1)
 
     def frames_before(self, b_ms: int) -> int:
         return sum(1 for ts, _ in self.buffer if ts * 1000 <= b_ms)
@@ -141,6 +150,7 @@ class Engine:
         self._tasks: list[_Task] = []  # the videos of the batched stream
         self._warming: _Task | None = None  # the next video, ready to join
         self._batch: Stream | None = None
+        self._writes: Writes | None = None
 
     @property
     def model(self):
@@ -167,14 +177,17 @@ class Engine:
     def run(self, inbox: queue.SimpleQueue) -> None:
         """Index the videos put into `inbox` as (uri, on_result) pairs until it yields None.
 
-        Every video taken gets one on_result(VideoResult) when it ends. The inbox is waited on
+        Every video taken gets one on_result(VideoResult) when it ends (called on the writes
+        thread once the video's last row is written, as are the events of writes). The inbox is waited on
         only while no video is active. An error that is not a video's fault (the store is gone)
         ends the run: each video it holds gets a failed result without its rows being touched
         (they stay resumable), then the error is raised.
         """
         more, taken = True, None
+        self._writes = Writes(depth=2 * self.config.streams_per_gpu + 2)
         try:
             while more or self._tasks or self._warming:
+                self._writes.check()
                 while more and self._warming is None:  # keep one video warming
                     try:
                         taken = inbox.get(block=not self._tasks)
@@ -185,26 +198,29 @@ class Engine:
                     else:
                         self._warming = self._prepare(*taken)  # None: skipped or failed at once
                         taken = None
-                if self._warming is not None and len(self._tasks) < self.config.streams_per_gpu:
+                if self._tasks:
+                    self._settle()  # drops the videos it finishes
+                if self._warming is not None and self._may_join():
                     self._join(self._warming)
                     self._warming = None
                     continue  # warm the next one, fill the next free slot
                 if self._tasks:
-                    self._step()  # drops the videos it finishes
+                    self._feed()
         except Exception as error:
             message = f"not this video's fault: {describe_error(error)}"
             if taken is not None:
                 uri, on_result = taken
                 on_result(VideoResult(uri, None, "failed", message))
             for task in self._held():
-                if not task.finished:
+                if not task.finished:  # a finished one's result is on its way through the writes
                     task.result = VideoResult(task.uri, task.video_id, "failed", message)
-                task.on_result(task.result)
+                    task.on_result(task.result)
             raise
         finally:
             for task in self._held():
                 self._close(task)
             self._tasks, self._warming, self._batch = [], None, None
+            self._writes.close()
 
     def _held(self) -> list[_Task]:
         return self._tasks + ([self._warming] if self._warming else [])
@@ -216,7 +232,7 @@ class Engine:
         try:
             info = probe(uri, fs_options=self.fs_options)
         except VideoError as error:
-            on_result(self._record_failure(uri, fallback_video_id(uri), error))
+            self._record_failure(uri, fallback_video_id(uri), error, on_result)
             return None
         existing = self.reader.get_video(info.video_id, config_id)
         if existing and existing["status"] == "done":
@@ -227,7 +243,7 @@ class Engine:
             frames = sample_frames(info.uri, fps=cfg.sample_fps, size=cfg.frame_size, start=start_ms / 1000,
                                    fs_options=self.fs_options)
         except VideoError as error:
-            on_result(self._record_failure(uri, info.video_id, error))
+            self._record_failure(uri, info.video_id, error, on_result)
             return None
         task = _Task(uri=uri, info=info, on_result=on_result, stream=stream, end_ms=to_ms(info.duration),
                      frames=frames, done_until_ms=start_ms, caption_start_ms=self.schedule.last_caption_end(start_ms),
@@ -238,19 +254,27 @@ class Engine:
 
     def _join(self, task: _Task) -> None:
         """Start the video: its videos row says partial, its stream joins the batch."""
-        cfg, info = self.config, task.info
-        self.writer.start_video({
-            "video_id": info.video_id, "config_id": cfg.config_id, "uri": info.uri,
-            "duration_s": info.duration, "fps": info.fps, "width": info.width, "height": info.height,
-            "model": cfg.model, "model_revision": cfg.model_revision,
-            "config": self._config_json,
-        })
+        self._start_row(task)
         task.started = time.perf_counter()
         self._tasks.append(task)
         self._batch = task.stream if self._batch is None else Stream.stack([self._batch, task.stream])
         task.stream = None
-        self.on_event("start", {"uri": task.uri, "video_id": info.video_id, "resumed_from_s": task.start_ms / 1000,
-                                "duration_s": info.duration})
+
+    def _start_row(self, task: _Task) -> None:
+        cfg, info = self.config, task.info
+        row = {
+            "video_id": info.video_id, "config_id": cfg.config_id, "uri": info.uri,
+            "duration_s": info.duration, "fps": info.fps, "width": info.width, "height": info.height,
+            "model": cfg.model, "model_revision": cfg.model_revision,
+            "config": self._config_json,
+        }
+
+        def start():  # its event follows the row, in order with the other videos' finish events
+            self.writer.start_video(row)
+            self.on_event("start", {"uri": task.uri, "video_id": info.video_id,
+                                    "resumed_from_s": task.start_ms / 1000, "duration_s": info.duration})
+
+        self._write(start)
 
     def _resume_point(self, video_id: str) -> tuple[Stream, int]:
         found = self.reader.latest_loadable_snapshot(video_id, self.config.config_id)
@@ -261,10 +285,14 @@ class Engine:
         log.info("resuming %s from its snapshot at %.1fs", video_id, row["t_ms"] / 1000)
         return stream, int(row["t_ms"])
 
-    # One step: read frames, fire due events, feed ------------------------------------------
-    def _step(self) -> None:
+    # One step: read frames, fire due events, let a video join, feed ---------------------------
+    def _settle(self) -> None:
+        """Read frames and fire every event that is due, dropping the videos that end."""
         for task in self._tasks:
-            self._guarded(task, self._fill, task)
+            if task.write_error is not None:  # its storage fails: stop feeding it
+                self._fail(task, task.write_error)
+            else:
+                self._guarded(task, self._fill, task)
         self._drop_finished()
         while True:
             due = [(i, ev) for i, t in enumerate(self._tasks) if (ev := self._due_event(t)) is not None]
@@ -272,10 +300,74 @@ class Engine:
                 break
             self._fire(due)
             self._drop_finished()
+        while self._joiner_waits() and self._tasks:  # _may_join compares with the oldest's window
+            oldest = self._tasks[0]
+            self._guarded(oldest, self._fill_to_caption, oldest)
+            if not oldest.finished:
+                break
+            self._drop_finished()
+
+    def _joiner_waits(self) -> bool:
+        return self._warming is not None and len(self._tasks) < self.config.streams_per_gpu
+
+    def _may_join(self) -> bool:
+        """Whether the warming video takes a free slot now.
+
+        It joins in step with the batch: as many frames before its next caption boundary as the
+        oldest video has before its own. Then every video of the batch reaches its caption
+        boundaries on the same step, so captions (and the questions asked with them) are
+        generated as one batch and feeds stay frames_per_step long; out of step, each window
+        would cost one generate call per video and feeds would shrink to the frames between two
+        videos' boundaries. A joiner with more frames to go feeds them alone first (a forward
+        costs the same per frame at any batch size); one with fewer waits while _feed stops the
+        batch where they match (less than one window).
+        """
+        if not self._joiner_waits():
+            return False
         if not self._tasks:
-            return
+            return True
+        joiner = self._warming
+        try:
+            self._fill_to_caption(joiner)
+            to_go = self._frames_to_caption(joiner)
+            ahead = to_go - self._frames_to_caption(self._tasks[0])
+            if to_go and ahead > 0:
+                # Never past another event of its own (a question off the caption grid): such a
+                # video joins out of step, correct but slower.
+                limit = joiner.frames_before(self.schedule.next_boundary(joiner.done_until_ms))
+                self._feed_alone(joiner, min(ahead, limit))
+        except Exception as error:  # its own decode or forward: it fails alone
+            self._start_row(joiner)
+            self._fail(joiner, error)
+            self._warming = None
+            return False
+        return to_go == 0 or ahead >= 0  # nothing left to feed: no step to keep
+
+    def _fill_to_caption(self, task: _Task) -> None:
+        self._fill(task)
+        task.fill_past(self.schedule.next_caption(task.done_until_ms))
+
+    def _frames_to_caption(self, task: _Task) -> int:
+        """Frames before its next caption boundary (exact after _fill_to_caption)."""
+        return task.frames_before(self.schedule.next_caption(task.done_until_ms))
+
+    def _feed_alone(self, task: _Task, n: int) -> None:
+        """Feed a video that has not joined yet its next n frames, on its own stream."""
+        taken = [task.buffer.popleft() for _ in range(n)]
+        for i in range(0, n, self.frames_per_step):
+            chunk = taken[i:i + self.frames_per_step]
+            task.stream.feed([[frame for _, frame in chunk]], [[ts for ts, _ in chunk]])
+            self._fed(task, [ts for ts, _ in chunk])
+
+    def _feed(self) -> None:
+        """Feed the next frames of every video, up to the first boundary any of them reaches
+        (and, while a video waits to join, up to where it can join in step)."""
         limits = [t.frames_before(self.schedule.next_boundary(t.done_until_ms)) for t in self._tasks]
         n = min(min(limits), self.frames_per_step)
+        if self._joiner_waits():
+            gap = self._frames_to_caption(self._tasks[0]) - self._frames_to_caption(self._warming)
+            if gap > 0:  # stop where the waiting video can join in step
+                n = min(n, gap)
         batch_frames, batch_times = [], []
         for task in self._tasks:
             taken = [task.buffer.popleft() for _ in range(n)]
@@ -289,11 +381,14 @@ class Engine:
             self._drop_finished()
             return
         for task, times in zip(self._tasks, batch_times):
-            advanced = times[-1] - max(task.last_ts, task.start_ms / 1000)
-            task.last_ts = times[-1]
-            task.result.frames += n
-            self.on_event("frames", {"uri": task.uri, "video_id": task.video_id, "frames": n,
-                                     "t_s": times[-1], "video_seconds": advanced})
+            self._fed(task, times)
+
+    def _fed(self, task: _Task, times: list[float]) -> None:
+        advanced = times[-1] - max(task.last_ts, task.start_ms / 1000)
+        task.last_ts = times[-1]
+        task.result.frames += len(times)
+        self.on_event("frames", {"uri": task.uri, "video_id": task.video_id, "frames": len(times),
+                                 "t_s": times[-1], "video_seconds": advanced})
 
     def _fill(self, task: _Task) -> None:
         task.fill(self.frames_per_step)
@@ -353,39 +448,72 @@ class Engine:
 
     def _checkpoint(self, task: _Task, i: int, t_ms: int) -> None:
         frames_seen = int(self._batch.state.counters["frames_seen"][i])
-        rows = {k: v for k, v in task.pending.items() if v}
-        config_id = self.config.config_id
         started = time.perf_counter()
         state = self._batch.to_bytes(i)
-        serialized = time.perf_counter()
-        # The actor writes its own blob: state bytes never travel through the one committer.
-        blob = write_blob(snapshot_blob_uri(self.config.snapshot_root, task.video_id, config_id, t_ms), state,
-                          self.fs_options)
-        written = time.perf_counter()
-        snapshot = self.writer.commit_checkpoint(
-            task.video_id, config_id, t_ms / 1000, blob, rows,
-            frames_seen=frames_seen, video_columns={"frames_sampled": frames_seen},
-        )
-        committed = time.perf_counter()
-        task.result.captions += len(task.pending["captions"])
-        task.result.answers += len(task.pending["answers"])
-        task.result.snapshots += 1
+        timings = {"serialize_s": time.perf_counter() - started}
+        self._writes.put(partial(self._commit, task, t_ms, state, task.pending, frames_seen, timings))
         task.last_snapshot_ms = t_ms
         task.pending = {"captions": [], "answers": []}
+
+    def _commit(self, task: _Task, t_ms: int, state: bytes, pending: dict, frames_seen: int, timings: dict) -> None:
+        """On the writes thread: the blob, then the snapshots row with the rows up to t (the commit point)."""
+        if self._writes.error is not None or task.write_error is not None:
+            return
+        config_id = self.config.config_id
+        try:
+            started = time.perf_counter()
+            # The actor writes its own blob: state bytes never travel through the one committer.
+            blob = write_blob(snapshot_blob_uri(self.config.snapshot_root, task.video_id, config_id, t_ms), state,
+                              self.fs_options)
+            written = time.perf_counter()
+            snapshot = self.writer.commit_checkpoint(
+                task.video_id, config_id, t_ms / 1000, blob, {k: v for k, v in pending.items() if v},
+                frames_seen=frames_seen, video_columns={"frames_sampled": frames_seen},
+            )
+        except Exception as error:  # this video's storage: it fails, the others go on
+            task.write_error = error
+            return
+        timings.update(write_s=written - started, commit_s=time.perf_counter() - written)
+        task.result.captions += len(pending["captions"])
+        task.result.answers += len(pending["answers"])
+        task.result.snapshots += 1
         self.on_event("checkpoint", {"uri": task.uri, "video_id": task.video_id, "t_s": t_ms / 1000,
-                                     "snapshot": snapshot, "serialize_s": serialized - started,
-                                     "write_s": written - serialized, "commit_s": committed - written})
+                                     "snapshot": snapshot, **timings})
 
     def _finish(self, task: _Task) -> None:
         wall = time.perf_counter() - task.started
         covered = max(0.0, (task.done_until_ms - task.start_ms) / 1000)
         task.result.video_seconds = covered
         task.result.wall_s = wall
-        self.writer.finish_video(task.video_id, self.config.config_id, "done",
-                                    video_seconds_per_second=covered / wall if wall > 0 else None)
         task.finished = True
         self._close(task)
-        self.on_event("finish", {"uri": task.uri, "video_id": task.video_id, "status": "done"})
+        self._writes.put(partial(self._record_end, task))
+
+    def _record_end(self, task: _Task) -> None:
+        """On the writes thread: the video's final status, then its result to the caller."""
+        result, config_id = task.result, self.config.config_id
+        try:
+            if self._writes.error is not None:
+                result.status, result.error = "failed", f"not this video's fault: {describe_error(self._writes.error)}"
+                return
+            if result.status == "done" and task.write_error is not None:
+                self._mark_failed(task, task.write_error)
+            if result.status == "done":
+                wall = result.wall_s
+                try:
+                    self.writer.finish_video(task.video_id, config_id, "done", video_seconds_per_second=(
+                        result.video_seconds / wall if wall > 0 else None))
+                except Exception as error:
+                    self._mark_failed(task, error)
+            if result.status == "failed":
+                try:
+                    self.writer.finish_video(task.video_id, config_id, "failed", result.error)
+                except Exception as store_error:  # the row stays partial; say so rather than hide it
+                    log.error("could not record the failure of %s: %s", task.uri, describe_error(store_error))
+            self.on_event("finish", {"uri": task.uri, "video_id": task.video_id, "status": result.status,
+                                     **({"error": result.error} if result.error else {})})
+        finally:
+            task.on_result(result)
 
     # Failures -------------------------------------------------------------------------------
     def _guarded(self, task: _Task, fn, *args) -> None:
@@ -396,26 +524,44 @@ class Engine:
             self._fail(task, error)
 
     def _fail(self, task: _Task, error: BaseException) -> None:
-        log.warning("video %s failed: %s", task.uri, describe_error(error))
-        task.result.status, task.result.error = "failed", describe_error(error)
+        self._mark_failed(task, error)
         task.result.wall_s = time.perf_counter() - task.started
         task.finished = True
         self._close(task)
-        try:
-            self.writer.finish_video(task.video_id, self.config.config_id, "failed", describe_error(error))
-        except Exception as store_error:  # the row stays partial; say so rather than hide it
-            log.error("could not record the failure of %s: %s", task.uri, describe_error(store_error))
-        self.on_event("finish", {"uri": task.uri, "video_id": task.video_id, "status": "failed",
-                                 "error": task.result.error})
+        self._writes.put(partial(self._record_end, task))
 
-    def _record_failure(self, uri: str, video_id: str, error: BaseException) -> VideoResult:
-        config_id = self.config.config_id
-        self.writer.start_video({"video_id": video_id, "config_id": config_id, "uri": str(uri),
-                                    "model": self.config.model,
-                                    "config": self._config_json})
-        self.writer.finish_video(video_id, config_id, "failed", describe_error(error))
-        self.on_event("finish", {"uri": uri, "video_id": video_id, "status": "failed", "error": describe_error(error)})
-        return VideoResult(uri, video_id, "failed", describe_error(error))
+    def _mark_failed(self, task: _Task, error: BaseException) -> None:
+        log.warning("video %s failed: %s", task.uri, describe_error(error))
+        task.result.status, task.result.error = "failed", describe_error(error)
+
+    def _record_failure(self, uri: str, video_id: str, error: BaseException, on_result: OnResult) -> None:
+        """A video that failed before it could start (unreadable): a failed row of its own."""
+        config_id, message = self.config.config_id, describe_error(error)
+
+        def record():
+            result = VideoResult(uri, video_id, "failed", message)
+            try:
+                if self._writes.error is not None:
+                    result.error = f"not this video's fault: {describe_error(self._writes.error)}"
+                    return
+                self.writer.start_video({"video_id": video_id, "config_id": config_id, "uri": str(uri),
+                                         "model": self.config.model, "config": self._config_json})
+                self.writer.finish_video(video_id, config_id, "failed", message)
+                self.on_event("finish", {"uri": uri, "video_id": video_id, "status": "failed", "error": message})
+            except Exception as store_error:
+                result.error = f"not this video's fault: {describe_error(store_error)}"
+                raise
+            finally:
+                on_result(result)
+
+        self._writes.put(record)
+
+    def _write(self, job) -> None:
+        """A write that is no video's fault when it fails (it ends the run)."""
+        def guarded():
+            if self._writes.error is None:
+                job()
+        self._writes.put(guarded)
 
     def _close(self, task: _Task) -> None:
         task.frames.close()
@@ -424,8 +570,5 @@ class Engine:
         keep = [i for i, t in enumerate(self._tasks) if not t.finished]
         if len(keep) == len(self._tasks):
             return
-        finished = [t for t in self._tasks if t.finished]
         self._tasks = [self._tasks[i] for i in keep]
-        for task in finished:
-            task.on_result(task.result)
         self._batch = Stream(self.model, self._batch.state.select(keep)) if keep else None

@@ -35,6 +35,10 @@ class Schedule:
         candidates += [t for _, times in self._at for t in times if t > after_ms]
         return min(candidates)
 
+    def next_caption(self, after_ms: int) -> int:
+        """The first caption boundary strictly after `after_ms`."""
+        return _next_multiple(after_ms, self.caption_ms)
+
     def actions_at(self, b: int) -> Actions:
         questions = [q for q, every in self._every if b % every == 0]
         questions += [q for q, times in self._at if b in times and q not in questions]

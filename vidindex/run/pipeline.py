@@ -20,7 +20,11 @@ What each of these actors reserves is declared in vidindex.run.ray.
 
 A crashed indexing actor is restarted by Ray (Ray Data's actor pools use max_restarts=-1 and
 max_task_retries=-1) and the videos it held are run again: done videos are skipped, partial
-ones resume from their latest committed snapshot.
+ones resume from their latest committed snapshot. When its node is gone, the restarted actor waits
+for a GPU: the other actors take the videos not yet handed out, and once none is left Ray Data
+releases its idle actors and the restarted one takes a freed GPU (or a node an autoscaler adds).
+The committer and the tracker live on the driver's node (on_driver_node), so a worker node's
+death never takes them.
 """
 
 from __future__ import annotations
@@ -40,14 +44,14 @@ from vidindex.config import IndexConfig
 from vidindex.index.engine import Engine, describe_error
 from vidindex.run.discover import Plan, discover, plan_videos
 from vidindex.run.progress import ProgressBar, ProgressTracker
-from vidindex.run.ray import COMMITTER_OPTIONS, TRACKER_OPTIONS, Resources, plan_indexing, ray_session
+from vidindex.run.ray import COMMITTER_OPTIONS, TRACKER_OPTIONS, Resources, on_driver_node, plan_indexing, ray_session
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often the driver reads the progress actor
 FLUSH_S = 0.5  # how often an indexing actor sends its buffered events
 RESULT_COLUMNS = ("uri", "video_id", "status", "error", "frames", "video_seconds", "captions", "answers",
-                  "snapshots", "resumed_from_s", "wall_s", "pid")
+                  "snapshots", "resumed_from_s", "wall_s", "pid", "node_id")
 
 
 class PipelineError(RuntimeError):
@@ -102,14 +106,18 @@ class IndexWorker:
     inbox of one engine thread, which runs them as one batched stream."""
 
     def __init__(self, config: dict, committer, tracker, fs_options: dict | None = None):
+        import ray
+
         from vidindex.run.metrics import IndexMetrics
         from vidindex.store import Store
 
         self.pid = os.getpid()
+        self.node_id = ray.get_runtime_context().get_node_id()  # which machine ran a video, for reports
         self.config = IndexConfig.from_dict(config)
         self.tracker = tracker
         self.metrics = IndexMetrics(self.config.config_id)
-        self._buffer: list[dict] = []  # events: touched by the engine thread only
+        self._buffer: list[dict] = []  # events, from the engine's two threads (forwards, writes)
+        self._events_lock = threading.Lock()
         self._last_flush = time.monotonic()
         writer = CommitterProxy(committer, on_rows=lambda counts: self._on_event("rows", counts))
         self.engine = Engine(self.config, reader=Store(self.config.db_uri, create=False, fs_options=fs_options),
@@ -132,11 +140,13 @@ class IndexWorker:
                 log.error("indexing actor error: %s", describe_error(error))
 
     def _on_event(self, kind: str, payload: dict) -> None:
-        self.metrics.on_event(kind, payload)
-        event = {"kind": kind, "pid": self.pid, **{k: v for k, v in payload.items() if k != "snapshot"}}
-        self._buffer.append(event)
-        if kind != "frames" or time.monotonic() - self._last_flush >= FLUSH_S:
-            self._flush()
+        event = {"kind": kind, "pid": self.pid, "node_id": self.node_id,
+                 **{k: v for k, v in payload.items() if k != "snapshot"}}
+        with self._events_lock:
+            self.metrics.on_event(kind, payload)
+            self._buffer.append(event)
+            if kind != "frames" or time.monotonic() - self._last_flush >= FLUSH_S:
+                self._flush()
 
     def _flush(self) -> None:
         if self._buffer:
@@ -158,7 +168,7 @@ class IndexWorker:
             for row, video_id in zip(results, video_ids):
                 row["video_id"] = row["video_id"] or video_id
         for row in results:
-            row["pid"] = self.pid
+            row["pid"], row["node_id"] = self.pid, self.node_id
         return {column: [row.get(column) for row in results] for column in RESULT_COLUMNS}
 
 
@@ -260,7 +270,8 @@ def run_index(
             if resources.gpus_per_actor == 0 and config.device == "auto":
                 config = config.with_overrides(device="cpu")  # no GPU was reserved for the actors
             rows = [video.to_row() for video in plan.todo]
-            tracker = (ray.remote(ProgressTracker).options(**TRACKER_OPTIONS, name=f"vidindex-progress-{run_id}")
+            tracker = (ray.remote(ProgressTracker)
+                       .options(**TRACKER_OPTIONS, **on_driver_node(), name=f"vidindex-progress-{run_id}")
                        .remote(rows))
             results = _run_dataset(config, plan, resources, committer, tracker, fs_options, progress, on_events)
             summary = ray.get(tracker.summary.remote())
@@ -281,7 +292,8 @@ def _start_committer(config: IndexConfig, run_id: str, fs_options: dict | None):
 
     from vidindex.store import Committer
 
-    actor = ray.remote(Committer).options(**COMMITTER_OPTIONS, name=f"vidindex-committer-{run_id}").remote(
+    options = {**COMMITTER_OPTIONS, **on_driver_node(), "name": f"vidindex-committer-{run_id}"}
+    actor = ray.remote(Committer).options(**options).remote(
         config.db_uri, config.snapshot_root, config.parquet_uri, embedding_model=config.embedding_model,
         fs_options=fs_options)
     try:
