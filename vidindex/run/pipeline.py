@@ -138,6 +138,11 @@ class IndexWorker:
                 self.engine.run(self.inbox)
             except Exception as error:  # not a video's fault: the videos it held got failed results
                 log.error("indexing actor error: %s", describe_error(error))
+            except BaseException as error:
+                # Without its engine the actor's calls would wait forever: die, so that Ray
+                # restarts it and its videos resume from their snapshots.
+                log.critical("indexing actor's engine stopped: %s", describe_error(error))
+                os._exit(1)
 
     def _on_event(self, kind: str, payload: dict) -> None:
         event = {"kind": kind, "pid": self.pid, "node_id": self.node_id,

@@ -7,7 +7,7 @@
 Every actor vidindex starts takes its resources from here:
   - indexing actor (Ray Data actor pool): plan_indexing -> one per GPU, INDEXING_CPUS_PER_GPU each;
   - ask-archive actor: plan_asking -> one per GPU, else a few CPU actors;
-  - committer and progress tracker: COMMITTER_OPTIONS / TRACKER_OPTIONS;
+  - committer and progress tracker: COMMITTER_OPTIONS / TRACKER_OPTIONS, placed by on_driver_node;
   - `vidindex serve`: plan_serving -> model replicas (one GPU each on a GPU cluster, else one
     CPU each); its front (HTTP) and archive-job replicas: SERVE_FRONT_OPTIONS / SERVE_JOBS_OPTIONS.
 """
@@ -109,6 +109,17 @@ def ray_session(address: str | None = None) -> Iterator[None]:
 
 
 # ---- what each actor reserves
+
+
+def on_driver_node() -> dict:
+    """ray.remote options that keep an actor on the driver's node. A run's committer and progress
+    tracker go there: a worker node that dies then takes only indexing actors with it (their videos
+    are run again), never the run's one writer or its progress, which nothing could rebuild."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node_id = ray.get_runtime_context().get_node_id()
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
 
 
 def plan_indexing(cluster: dict, videos: int, *, actors: int | None = None,
