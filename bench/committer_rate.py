@@ -35,7 +35,7 @@ WORDS = ("a person walks past the red car parked near the entrance while another
 
 def commit_args(video_id: str, k: int, snapshot_root: str, captions: int, answers: int, interval_s: int) -> tuple:
     """Arguments of commit_checkpoint for the k-th snapshot of a video; its blob written beforehand."""
-    from vidindex.store import snapshot_blob_uri, write_blob
+    from vidindex.store import write_snapshot_blob
 
     t_ms = (k + 1) * interval_s * 1000
     step = interval_s * 1000 // captions
@@ -47,7 +47,7 @@ def commit_args(video_id: str, k: int, snapshot_root: str, captions: int, answer
         rows["answers"] = [{"video_id": video_id, "config_id": CONFIG_ID, "question_id": f"q{i}", "t_ms": t_ms,
                             "question": "Is anyone at the door?", "answer": "yes, a person with a bag"}
                            for i in range(answers)]
-    blob = write_blob(snapshot_blob_uri(snapshot_root, video_id, CONFIG_ID, t_ms), os.urandom(BLOB_BYTES))
+    blob = write_snapshot_blob(snapshot_root, video_id, CONFIG_ID, t_ms, os.urandom(BLOB_BYTES))
     return video_id, CONFIG_ID, t_ms / 1000, blob, rows
 
 

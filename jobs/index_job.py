@@ -5,7 +5,10 @@
         --model hustvl/InfiniteVL-LongSFT
 
 Inside a Ray job RAY_ADDRESS points at the job's cluster, so the run uses it. The exit code is
-the CLI's: 0 finished (failed videos listed), 2 usage error, 3 nothing could be indexed.
+the CLI's: 0 finished (failed videos listed), 2 usage error, 3 nothing could be indexed, 143
+stopped by `ray job stop` (its SIGTERM: the run's actors end, committed work stays, the next run
+resumes). `ray job stop` sends SIGKILL 3 s after the SIGTERM; a stop takes 2-5 s, so give it
+time: --runtime-env-json '{"env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": "30"}}'.
 """
 
 import sys

@@ -7,6 +7,9 @@ from their last snapshot, failed ones are tried again. A lock file (default
 <db>/_vidindex/nightly.lock) keeps two runs from overlapping: a run that finds the lock held
 exits 0 without indexing. A lock older than --lock-ttl-hours is taken to be left by a crashed
 run and taken over. The report of the last run is written beside the lock (last_run.json).
+`ray job stop` (SIGTERM) ends the run cleanly: exit code 143 in last_run.json, the lock released;
+a SIGKILL (3 s after the SIGTERM unless RAY_JOB_STOP_WAIT_TIME_S says more, see index_job.py)
+leaves the lock until --lock-ttl-hours.
 """
 
 from __future__ import annotations

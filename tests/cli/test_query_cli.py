@@ -145,5 +145,6 @@ def test_archive_with_a_broken_snapshot_exits_non_zero(parser, capsys, single_vi
     code, out, err = run(parser, capsys, "ask-archive", "q?", "--db", db, "--no-ray")
     assert code == 1
     assert "errors:" in out and "is missing" in out
+    # ask passes over the lost blob to the snapshot before it, and says so in its note
     code, out, err = run(parser, capsys, "ask", video_id, "q?", "--at", "end", "--db", db)
-    assert code == 1 and "is missing" in err and err.count("\n") == 1
+    assert code == 0 and "note" in out and "is missing" in out

@@ -101,3 +101,13 @@ def test_vidindex_serve_runs_until_interrupted(service, tiny_dir, tmp_path):
             raise
     assert process.returncode == 0, err[-2000:]
     assert "a-token-from-the-environment" not in err
+
+
+def test_the_api_schema_of_a_job_has_every_field_the_keeper_reports():
+    """The keeper's job (serve/jobs.py) and its API schema (serve/api.py, with field docs for /docs)
+    are two definitions: a field added to one alone would be dropped from responses silently."""
+    from dataclasses import fields
+
+    from vidindex.serve import api, jobs
+
+    assert set(api.Job.model_fields) == {f.name for f in fields(jobs.Job)} | {"new"}

@@ -1,6 +1,6 @@
 """Row builders shared by the store tests, and a checkpoint as the engine makes one."""
 
-from vidindex.store import snapshot_blob_uri, write_blob
+from vidindex.store import write_snapshot_blob
 from vidindex.timefmt import to_ms
 
 VIDEO = "vid-a"
@@ -25,6 +25,5 @@ def answer(question_id, t_ms, text="yes", video_id=VIDEO, config_id=CONFIG):
 
 def checkpoint(committer, t, state, rows=None, video_id=VIDEO, config_id=CONFIG, **kwargs):
     """What the engine does at a checkpoint: write the blob at its place, then commit it with its rows."""
-    blob = write_blob(snapshot_blob_uri(committer.snapshot_root, video_id, config_id, to_ms(t)), state,
-                      committer.fs_options)
+    blob = write_snapshot_blob(committer.snapshot_root, video_id, config_id, to_ms(t), state, committer.fs_options)
     return committer.commit_checkpoint(video_id, config_id, t, blob, rows, **kwargs)

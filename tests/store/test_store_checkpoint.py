@@ -14,6 +14,7 @@ from vidindex.store import BlobInfo, Committer, SnapshotIntegrityError, Store, S
 from vidindex.store.lance_store import Store as StoreClass
 
 STATE = b"\x00safetensors-bytes\xff" * 1000
+STATE_NAME = f"0000300000-{hashlib.sha256(STATE).hexdigest()[:16]}.safetensors"  # t_ms, then its bytes' hash
 
 
 def _rows_up_to(t_s):
@@ -25,12 +26,12 @@ def test_checkpoint_commits_blob_rows_snapshot_row_then_video(committer, paths):
     committer.start_video(video_row(duration_s=900.0))
     snapshot = checkpoint(committer, 300, STATE, _rows_up_to(300), frames_seen=300,
                           video_columns={"frames_sampled": 300})
-    expected_uri = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/0000300000.safetensors"
+    expected_uri = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/{STATE_NAME}"
     assert snapshot["uri"] == expected_uri
     assert snapshot["bytes"] == len(STATE) and snapshot["sha256"] == hashlib.sha256(STATE).hexdigest()
     with open(expected_uri, "rb") as file:
         assert file.read() == STATE
-    assert os.listdir(os.path.dirname(expected_uri)) == ["0000300000.safetensors"]  # no temp files left
+    assert os.listdir(os.path.dirname(expected_uri)) == [STATE_NAME]  # no temp files left
 
     store = Store(paths["db"], create=False)  # a fresh reader
     assert store.count("captions") == 10 and store.count("answers") == 1
@@ -70,7 +71,7 @@ def test_crash_before_the_snapshot_row_leaves_no_trusted_snapshot(committer, pat
         checkpoint(committer, 300, STATE, _rows_up_to(300), frames_seen=300)
     monkeypatch.undo()
 
-    blob = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/0000300000.safetensors"
+    blob = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/{STATE_NAME}"
     assert os.path.exists(blob)  # step 1 happened ...
     reader = Store(paths["db"], create=False)
     assert reader.latest_snapshot(VIDEO, CONFIG) is None  # ... but nothing vouches for it
@@ -106,7 +107,7 @@ def test_a_blob_failing_before_its_move_leaves_no_file_and_no_rows(committer, pa
         raise OSError("connection reset")
 
     monkeypatch.setattr(type(fsspec.filesystem("file")), "mv", move_fails)
-    with pytest.raises(StoreError, match="cannot write snapshot blob .*0000300000.safetensors"):
+    with pytest.raises(StoreError, match=f"cannot write snapshot blob .*{STATE_NAME}"):
         checkpoint(committer, 300, STATE, _rows_up_to(300), frames_seen=300)
     assert not fsspec.filesystem("file").find(paths["snapshots"])  # the temporary file is gone too
     assert committer.store.count("captions") == 0 and committer.store.count("snapshots") == 0
@@ -128,8 +129,8 @@ def test_a_damaged_blob_is_detected_and_resume_falls_back_to_the_one_before(comm
 
 
 def _blob(paths, t_ms=300_000, data=STATE) -> BlobInfo:
-    uri = f"{paths['snapshots']}/{VIDEO}/{CONFIG}/{t_ms:010d}.safetensors"
-    return BlobInfo(uri, len(data), hashlib.sha256(data).hexdigest())
+    digest = hashlib.sha256(data).hexdigest()
+    return BlobInfo(f"{paths['snapshots']}/{VIDEO}/{CONFIG}/{t_ms:010d}-{digest[:16]}.safetensors", len(data), digest)
 
 
 def test_a_checkpoint_only_vouches_for_its_own_rows_up_to_t(committer, paths):

@@ -3,7 +3,8 @@
 Exit codes (vidindex.cli.output): 0 the command finished (an index run may list failed videos);
 1 a runtime failure (cluster or storage); 2 a usage error (bad flag, config value or source);
 3 an index run could not index any of the videos it was given (and none was indexed before),
-or its sources named no video at all.
+or its sources named no video at all; 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM (an index
+run keeps what it committed, and a re-run resumes the rest).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 from vidindex.cli.demo import add_demo_parser
 from vidindex.cli.index import add_index_parser, add_status_parser
+from vidindex.cli.maintain import add_maintain_parser
 from vidindex.cli.output import EXIT_INTERRUPTED, EXIT_USAGE
 from vidindex.cli.query import add_ask_archive_parser, add_ask_parser, add_search_parser
 from vidindex.cli.serve import add_serve_parser
@@ -38,6 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     # Each adds its subcommand and sets run=<its runner>.
     for add in (add_index_parser, add_status_parser, add_demo_parser, add_search_parser, add_ask_parser,
-                add_ask_archive_parser, add_serve_parser):
+                add_ask_archive_parser, add_serve_parser, add_maintain_parser):
         add(commands)
     return parser

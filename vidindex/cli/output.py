@@ -15,7 +15,7 @@ from vidindex.timefmt import format_time
 # storage, model, a damaged snapshot); 2: a usage error (bad flag, config value, source, time,
 # filter); 3: an index run indexed none of the videos it was given, or its sources named none.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOTHING_INDEXED = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C (128 + SIGINT); SIGTERM's is 143 (vidindex.run.stop)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

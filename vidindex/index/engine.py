@@ -38,9 +38,10 @@ from vidindex.config import IndexConfig
 from vidindex.model import Stream, load_model
 from vidindex.index.schedule import Actions, Schedule
 from vidindex.index.writes import Writes
-from vidindex.store import Committer, Store, snapshot_blob_uri, write_blob
+from vidindex.store import Committer, Store, write_snapshot_blob
 from vidindex.timefmt import to_ms
 from vidindex.video import VideoError, VideoInfo, probe, sample_frames
+from vidindex.video.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class Engine:
             message = f"not this video's fault: {describe_error(error)}"
             if taken is not None:
                 uri, on_result = taken
-                on_result(VideoResult(uri, None, "failed", message))
+                on_result(VideoResult(redact_uri(str(uri)), None, "failed", message))
             for task in self._held():
                 if not task.finished:  # a finished one's result is on its way through the writes
                     task.result = VideoResult(task.uri, task.video_id, "failed", message)
@@ -221,6 +222,7 @@ class Engine:
                 self._close(task)
             self._tasks, self._warming, self._batch = [], None, None
             self._writes.close()
+        self._writes.check()  # an error of the last writes, after the loop's last look
 
     def _held(self) -> list[_Task]:
         return self._tasks + ([self._warming] if self._warming else [])
@@ -229,10 +231,11 @@ class Engine:
         """Get a video ready to join: probed, its resume point loaded, its frames decoding.
         A video that is done already or fails here gets its result at once (returns None)."""
         cfg, config_id = self.config, self.config.config_id
+        opened, uri = uri, redact_uri(str(uri))  # results, events and logs name a video without credentials
         try:
-            info = probe(uri, fs_options=self.fs_options)
+            info = probe(opened, fs_options=self.fs_options)
         except VideoError as error:
-            self._record_failure(uri, fallback_video_id(uri), error, on_result)
+            self._record_failure(uri, fallback_video_id(opened), error, on_result)
             return None
         existing = self.reader.get_video(info.video_id, config_id)
         if existing and existing["status"] == "done":
@@ -463,8 +466,8 @@ class Engine:
         try:
             started = time.perf_counter()
             # The actor writes its own blob: state bytes never travel through the one committer.
-            blob = write_blob(snapshot_blob_uri(self.config.snapshot_root, task.video_id, config_id, t_ms), state,
-                              self.fs_options)
+            blob = write_snapshot_blob(self.config.snapshot_root, task.video_id, config_id, t_ms, state,
+                                       self.fs_options)
             written = time.perf_counter()
             snapshot = self.writer.commit_checkpoint(
                 task.video_id, config_id, t_ms / 1000, blob, {k: v for k, v in pending.items() if v},
@@ -544,7 +547,7 @@ class Engine:
                 if self._writes.error is not None:
                     result.error = f"not this video's fault: {describe_error(self._writes.error)}"
                     return
-                self.writer.start_video({"video_id": video_id, "config_id": config_id, "uri": str(uri),
+                self.writer.start_video({"video_id": video_id, "config_id": config_id, "uri": uri,
                                          "model": self.config.model, "config": self._config_json})
                 self.writer.finish_video(video_id, config_id, "failed", message)
                 self.on_event("finish", {"uri": uri, "video_id": video_id, "status": "failed", "error": message})

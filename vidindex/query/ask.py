@@ -9,10 +9,16 @@ would answer had it watched the video from 0 to T in one go.
 
 T after the end of the video means "as of the end". A failed video can be asked up to its last
 snapshot. A video with no snapshot (e.g. failed before the first one) cannot be asked.
+
+A snapshot whose blob was lost or damaged after its commit (sha256 or size not those of its row)
+is passed over for the one before it (or the start of the video), with a warning and a note in
+the answer naming the blob: the answer is the same, only more of the video is replayed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -25,6 +31,8 @@ from vidindex.query.replay import SEGMENT_SECONDS, Replay
 from vidindex.store import SnapshotIntegrityError, Store, StoreError
 from vidindex.timefmt import format_time, from_ms
 from vidindex.video import VideoError
+
+log = logging.getLogger(__name__)
 
 END = "end"
 REPLAY_BATCH = 32  # frames per feed while replaying: one forward for many frames on a GPU
@@ -128,8 +136,43 @@ def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device:
         at_ms = last["t_ms"]
 
     before = [row for row in snapshots if row["t_ms"] <= at_ms]
-    snapshot = before[-1] if before else None  # None: before the first snapshot, watch from 0
-    ends_here = snapshot is not None and snapshot is last and status == "done"
+    damaged = []  # what was wrong with each snapshot passed over, newest first
+    while True:
+        snapshot = before.pop() if before else None  # None: before the first snapshot, watch from 0
+        try:
+            stream, replayed = _rebuild(store, target, snapshot, last, at_ms, device, replay_batch, segment_seconds,
+                                        timings)
+            break
+        except _DamagedSnapshot as error:
+            # A blob lost or damaged after its commit: the state at T is rebuilt as exactly from
+            # the snapshot before it, with more of the video replayed.
+            damaged.append(str(error))
+            log.warning("%s; falling back to %s", error, _start_of(before[-1] if before else None))
+        except UnreadableIndexData as error:
+            if not damaged:
+                raise
+            raise UnreadableIndexData(f"{'; '.join(damaged)}; and from {_start_of(snapshot)}: {error}") from None
+    if damaged:
+        fallback = f"{'; '.join(damaged)}: answered from {_start_of(snapshot)} instead, replaying {replayed} frames"
+        note = f"{note}; {fallback}" if note else fallback
+    last_frame = stream.last_timestamp[0]
+    as_of = AsOf(
+        video_id=target.video_id, config_id=target.config_id, uri=target.uri, at=at_s, as_of=from_ms(at_ms),
+        snapshot_t=None if snapshot is None else from_ms(snapshot["t_ms"]),
+        snapshot_uri=None if snapshot is None else snapshot["uri"], frames_replayed=replayed,
+        last_frame_t=None if last_frame == float("-inf") else last_frame, note=note, timings=timings,
+    )
+    return stream, as_of
+
+
+class _DamagedSnapshot(Exception):
+    """The snapshot's blob is missing, or its bytes are not those its row committed."""
+
+
+def _rebuild(store: Store, target: VideoTarget, snapshot: dict | None, last: dict, at_ms: int, device: str | None,
+             replay_batch: int, segment_seconds: float, timings: dict):
+    """(stream, frames replayed): the state at at_ms from `snapshot` (None: from 0) and the video after it."""
+    ends_here = snapshot is not None and snapshot is last and target.row["status"] == "done"
     needs_replay = not ends_here and (snapshot is None or at_ms > snapshot["t_ms"])
     start = 0.0 if snapshot is None else from_ms(snapshot["t_ms"])
     # Decoding starts now and overlaps loading the model and the snapshot.
@@ -157,14 +200,13 @@ def _stream_as_of(store: Store, target: VideoTarget, at_s: float | None, device:
     finally:
         if pending is not None:
             pending.cancel()
-    last_frame = stream.last_timestamp[0]
-    as_of = AsOf(
-        video_id=target.video_id, config_id=target.config_id, uri=target.uri, at=at_s, as_of=from_ms(at_ms),
-        snapshot_t=None if snapshot is None else from_ms(snapshot["t_ms"]),
-        snapshot_uri=None if snapshot is None else snapshot["uri"], frames_replayed=replayed,
-        last_frame_t=None if last_frame == float("-inf") else last_frame, note=note, timings=timings,
-    )
-    return stream, as_of
+    return stream, replayed
+
+
+def _start_of(snapshot: dict | None) -> str:
+    if snapshot is None:
+        return "the start of the video"
+    return f"the snapshot at {format_time(from_ms(snapshot['t_ms']))}"
 
 
 def _no_snapshot_message(target: VideoTarget) -> str:
@@ -181,13 +223,23 @@ def _load_snapshot_stream(store: Store, model, target: VideoTarget, snapshot: di
 
     with _snapshot_errors(target, snapshot):
         data = store.load_snapshot(snapshot, verify=False)  # the stream checks the sha256 meanwhile
-        return Stream.from_bytes(model, data, source=snapshot["uri"], sha256=snapshot["sha256"])
+        try:
+            return Stream.from_bytes(model, data, source=snapshot["uri"], sha256=snapshot["sha256"])
+        except SnapshotError:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != snapshot["sha256"]:  # damaged bytes, not a snapshot of another model
+                raise SnapshotIntegrityError(f"snapshot blob {snapshot['uri']} has sha256 {digest}, "
+                                             f"its row says {snapshot['sha256']}") from None
+            raise
 
 
 def _verify_snapshot(stream, target: VideoTarget, snapshot: dict) -> None:
     """Wait for the snapshot's digest check, which ran while the stream was fed."""
     with _snapshot_errors(target, snapshot):
-        stream.verify()
+        try:
+            stream.verify()
+        except SnapshotError as error:  # verify() raises only for a digest that differs
+            raise SnapshotIntegrityError(str(error)) from None
 
 
 @contextmanager
@@ -195,7 +247,9 @@ def _snapshot_errors(target: VideoTarget, snapshot: dict):
     at = format_time(from_ms(snapshot["t_ms"]))
     try:
         yield
-    except (SnapshotIntegrityError, SnapshotError) as error:
+    except SnapshotIntegrityError as error:
+        raise _DamagedSnapshot(f"snapshot of video {target.video_id!r} at {at} is unusable: {error}") from None
+    except SnapshotError as error:
         raise UnreadableIndexData(
             f"snapshot of video {target.video_id!r} at {at} is unusable: {error}; "
             f"re-index the video to rebuild it"

@@ -11,8 +11,9 @@ from typing import Any
 from vidindex.config import ConfigError, IndexConfig
 from vidindex.query.errors import QueryError
 from vidindex.store import Store, StoreError
-from vidindex.store.sql import and_clauses, eq
+from vidindex.store.sql import and_clauses, check_predicate, eq
 from vidindex.timefmt import format_time, parse_time
+from vidindex.video.redact import redact_uri
 
 DEFAULT_ASK_QUESTION = "What is happening?"
 
@@ -24,7 +25,7 @@ def open_store(db: str | Store) -> Store:
     try:
         return Store(db, create=False)
     except StoreError as error:
-        raise QueryError(f"cannot open vidindex database {db}: {error}") from None
+        raise QueryError(f"cannot open vidindex database {redact_uri(str(db))}: {error}") from None
 
 
 def parse_seconds(value: Any, option: str) -> float:
@@ -41,10 +42,14 @@ def check_where(store: Store, table: str, where: str | None, option: str = "--wh
         return
     if not where.strip():
         raise QueryError(f"{option}: empty SQL filter")
+    columns = ", ".join(store.arrow_schema(table).names)
+    try:
+        check_predicate(where)
+    except ValueError as problem:
+        raise QueryError(f"bad {option} filter {where!r} on table {table}: {problem} (columns: {columns})") from None
     try:
         store.table(table).count_rows(where)
     except Exception as error:  # noqa: BLE001 - LanceDB raises several kinds for a bad predicate
-        columns = ", ".join(store.arrow_schema(table).names)
         raise QueryError(
             f"bad {option} filter {where!r} on table {table}: {_first_line(error)} (columns: {columns})"
         ) from None

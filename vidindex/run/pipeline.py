@@ -25,6 +25,11 @@ for a GPU: the other actors take the videos not yet handed out, and once none is
 releases its idle actors and the restarted one takes a freed GPU (or a node an autoscaler adds).
 The committer and the tracker live on the driver's node (on_driver_node), so a worker node's
 death never takes them.
+
+A stopped run (SIGINT or SIGTERM through vidindex.run.stop, or Ctrl-C) ends its indexing actors
+(each ends itself when the tracker says the run stops: Ray Data holds their handles), waits for
+the commit in flight, kills its committer and tracker, and raises Stopped with what its videos
+are now: done, or partial at their last committed snapshot (the next run resumes them).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import logging
 import math
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -45,11 +51,14 @@ from vidindex.index.engine import Engine, describe_error
 from vidindex.run.discover import Plan, discover, plan_videos
 from vidindex.run.progress import ProgressBar, ProgressTracker
 from vidindex.run.ray import COMMITTER_OPTIONS, TRACKER_OPTIONS, Resources, on_driver_node, plan_indexing, ray_session
+from vidindex.run.stop import Stopped
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often the driver reads the progress actor
 FLUSH_S = 0.5  # how often an indexing actor sends its buffered events
+STOP_POLL_S = 0.25  # how often an indexing actor asks whether its run stops
+STOP_WAIT_S = 5.0  # on a stop: the longest wait for the indexing actors to end, then for the commit in flight
 RESULT_COLUMNS = ("uri", "video_id", "status", "error", "frames", "video_seconds", "captions", "answers",
                   "snapshots", "resumed_from_s", "wall_s", "pid", "node_id")
 
@@ -115,6 +124,7 @@ class IndexWorker:
         self.node_id = ray.get_runtime_context().get_node_id()  # which machine ran a video, for reports
         self.config = IndexConfig.from_dict(config)
         self.tracker = tracker
+        threading.Thread(target=self._end_when_stopped, daemon=True, name="vidindex-stop").start()
         self.metrics = IndexMetrics(self.config.config_id)
         self._buffer: list[dict] = []  # events, from the engine's two threads (forwards, writes)
         self._events_lock = threading.Lock()
@@ -143,6 +153,26 @@ class IndexWorker:
                 # restarts it and its videos resume from their snapshots.
                 log.critical("indexing actor's engine stopped: %s", describe_error(error))
                 os._exit(1)
+
+    def _end_when_stopped(self) -> None:
+        """End this actor (no restart) once the tracker says the run stops, or is gone (it lives as
+        long as its run). Killed, not drained: its videos stay partial at their last committed
+        snapshot (commits are atomic)."""
+        import ray
+
+        actor_id = ray.get_runtime_context().get_actor_id()
+        while True:
+            time.sleep(STOP_POLL_S)
+            try:
+                stopping = ray.get(self.tracker.stopping.remote(actor_id))
+            except ray.exceptions.ActorDiedError:
+                stopping = True
+            except ray.exceptions.RayError as error:
+                log.debug("cannot ask whether the run stops: %s", error)
+                continue
+            if stopping:
+                ray.kill(ray.get_runtime_context().current_actor)
+                return
 
     def _on_event(self, kind: str, payload: dict) -> None:
         event = {"kind": kind, "pid": self.pid, "node_id": self.node_id,
@@ -248,6 +278,8 @@ def run_index(
 
     `progress`: draw the live bar (None: only on a terminal). `on_events` is called in the
     driver with each batch of engine events (each has kind, pid of its actor, uri, video_id...).
+    A KeyboardInterrupt (Ctrl-C, or a signal under vidindex.run.stop.stop_on_signals) stops the
+    run and raises Stopped with what its videos are now; the run's actors are ended either way.
     """
     import ray
 
@@ -257,7 +289,7 @@ def run_index(
     found = discover(sources, fs_options)
     with ray_session(ray_address):
         run_id = uuid.uuid4().hex[:8]
-        committer = tracker = None
+        committer = tracker = plan = None
         try:
             _quiet_ray_data()
             committer = _start_committer(config, run_id, fs_options)
@@ -281,15 +313,60 @@ def run_index(
             results = _run_dataset(config, plan, resources, committer, tracker, fs_options, progress, on_events)
             summary = ray.get(tracker.summary.remote())
             videos = _final_videos(results, ray.get(tracker.video_table.remote()))
-            ray.get(committer.refresh_indexes.remote())
+            # Upkeep: compact, fold new rows into the indexes, drop table versions and orphan blobs older
+            # than an hour (vidindex.store.upkeep). Younger ones may be in use by a concurrent run or
+            # reader, so an hour, not 0; a failed step is retried by the next run's upkeep.
+            for problem in ray.get(committer.maintain.remote())["errors"]:
+                log.warning("upkeep after the run: %s", problem)
             report.videos, report.totals = videos, summary
             report.actors, report.gpus_per_actor = resources.actors, resources.gpus_per_actor
             report.wall_s = time.time() - started
             return report
+        except KeyboardInterrupt as stop:
+            counts = _stop_run(tracker, committer, plan, config, fs_options)
+            raise Stopped(getattr(stop, "signum", signal.SIGINT), counts) from None
         finally:
             for actor in (tracker, committer):
                 if actor is not None:
                     ray.kill(actor)
+
+
+def _stop_run(tracker, committer, plan: Plan | None, config: IndexConfig, fs_options) -> dict | None:
+    """After a stop: end the indexing actors, let the commit in flight land, then count what the
+    videos of the plan are now (None without a plan). Each wait is bounded: `ray job stop`
+    sends SIGKILL 3 s after its SIGTERM unless RAY_JOB_STOP_WAIT_TIME_S gives more."""
+    import ray
+
+    from vidindex.store import Store
+
+    deadline = time.monotonic() + STOP_WAIT_S
+    try:
+        if tracker is not None:
+            ray.get(tracker.stop.remote(), timeout=STOP_WAIT_S)
+            # An actor that has not asked for this long is gone (e.g. released by Ray Data); one that
+            # is only slow ends itself anyway, at the latest when the tracker is killed.
+            alive_s = 2 * STOP_POLL_S + 0.5
+            while ray.get(tracker.actors_not_stopped.remote(alive_s), timeout=STOP_WAIT_S):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        if committer is not None:  # it runs one call at a time: this one waits for the commit in flight
+            ray.get(committer.__ray_ready__.remote(), timeout=STOP_WAIT_S)
+    except Exception as error:  # a stop must end: what is committed is safe either way
+        log.warning("stopping the run: %s", describe_error(error))
+    if plan is None:
+        return None
+    try:
+        rows = {row["video_id"]: row["status"] for row in
+                Store(config.db_uri, create=False, fs_options=fs_options).videos(config_id=config.config_id)}
+    except Exception as error:
+        log.warning("cannot read what the stopped run indexed: %s", describe_error(error))
+        return None
+    counts = {"done": 0, "failed": 0, "partial": 0, "not_started": 0}
+    for video in plan.todo:
+        status = rows.get(video.video_id)
+        counts[status if status in counts else "not_started"] += 1
+    return counts
 
 
 def _start_committer(config: IndexConfig, run_id: str, fs_options: dict | None):

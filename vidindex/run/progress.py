@@ -6,6 +6,11 @@ it the engine's events ("start", "frames", "checkpoint", "finish", and "rows" fo
 captions/answers) in small batches; the driver polls `drain()` about twice a second. Events of
 a restarted actor may repeat work (it resumes from its last snapshot), so a video's progress is
 the furthest time reached, never the sum of what was fed.
+
+The tracker also carries a stopped run's word to its indexing actors: Ray Data holds their handles
+(the driver has none, and Ray Data's own shutdown leaves a busy actor running), so each actor asks
+`stopping()` a few times a second and ends itself once the driver has called `stop()` (or the
+tracker is gone: it lives as long as its run).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class ProgressTracker:
             )
         self.totals = {"frames": 0, "video_seconds": 0.0, "captions": 0, "answers": 0, "snapshots": 0}
         self._unread: list[dict] = []
+        self._stopping = False
+        self._asked: dict[str, tuple[float, bool]] = {}  # indexing actor id -> (last asked, was told to stop)
 
     def report(self, events: list[dict]) -> None:
         for event in events:
@@ -112,6 +119,19 @@ class ProgressTracker:
 
     def video_table(self) -> list[dict]:
         return [dict(vars(v), covered_s=v.covered_s) for v in self.videos.values()]
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def stopping(self, actor_id: str) -> bool:
+        """Asked by each indexing actor, every STOP_POLL_S: whether it ends itself now."""
+        self._asked[actor_id] = (time.monotonic(), self._stopping)
+        return self._stopping
+
+    def actors_not_stopped(self, within_s: float) -> int:
+        """Indexing actors that asked within the last `within_s` seconds (alive) and were not yet told."""
+        now = time.monotonic()
+        return sum(now - asked <= within_s and not told for asked, told in self._asked.values())
 
 
 class ProgressBar:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +83,9 @@ def connect(address: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    # ray.init sets the driver's SIGTERM handler (exit; for a local Ray, kill its processes first). A
+    # caller with a handler of its own (the CLI's graceful stop, vidindex.run.stop) keeps it.
+    sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
         with warnings.catch_warnings():
             # Ray starts its processes with fork+exec; lancedb's fork warning does not apply.
@@ -92,6 +97,8 @@ def connect(address: str | None = None) -> bool:
     except Exception as error:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
         raise ClusterError(f"cannot connect to {where}: {type(error).__name__}: {error}") from error
+    if callable(sigterm):
+        signal.signal(signal.SIGTERM, sigterm)
     return True
 
 

@@ -3,11 +3,21 @@ indexing and resume need, and the captions indexes (search itself is vidindex.qu
 
 Writes should go through a Committer (vidindex.store.committer), which serializes them: LanceDB
 merge_insert races under concurrent writers.
+
+Two committers on one database (two runs at once) are safe, each write being one keyed LanceDB
+commit: Lance sees two concurrent upserts of one new key through the key columns' primary-key
+metadata (vidindex.store.schemas) and redoes the later one, and an update changes only its
+columns. A commit conflict that Lance raises as retryable is tried again here
+(_retrying_conflicts); a compaction beside another process's upserts meets one often
+(tests/reliability/test_concurrent_runs.py).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import random
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +30,16 @@ from vidindex.store.blobs import read_blob
 from vidindex.store.embeddings import TextEmbedder, get_embedder
 from vidindex.store.errors import SchemaVersionError, SnapshotIntegrityError, StoreError
 from vidindex.store.schemas import TABLE_NAMES, VERSION_KEY, load_schema
+
+# LanceDB's caches, bounded: by default they keep every version's metadata a long-lived writer
+# reads, so a run's committer grew ~1.5 MB per video (bench/load_videos.py, 200 videos); with
+# these bounds it stays flat. The index cache serves searches (the captions' indexes).
+METADATA_CACHE_BYTES = 64 * 1024 * 1024
+INDEX_CACHE_BYTES = 512 * 1024 * 1024
 from vidindex.store.sql import and_clauses, eq
+from vidindex.video.redact import redact_uri, scrub_secrets
+
+log = logging.getLogger(__name__)
 
 EMBEDDING_MODEL_KEY = "vidindex.embedding_model"
 # Below this many captions the vector search is an exact scan (a few ms); an IVF_PQ index needs
@@ -28,6 +47,16 @@ EMBEDDING_MODEL_KEY = "vidindex.embedding_model"
 VECTOR_INDEX_MIN_ROWS = 4096
 
 Rows = "list[dict[str, Any]] | pa.Table"
+# Lance's commit conflicts reach Python as RuntimeError, told apart by their text: another
+# writer committed first and this commit can be redone ("Retryable commit conflict for version
+# N: ... Please retry."), or Lance's own retries ran out ("Too many concurrent writers" /
+# "writes"). A keyed upsert, a column update and a compaction are all safe to run again.
+RETRYABLE_CONFLICTS = ("Retryable commit conflict", "Too many concurrent writ")
+CONFLICT_RETRY_DELAYS_S = (0.1, 0.5, 2.0)  # before the 2nd, 3rd, 4th attempt (jittered: two writers part)
+# Text columns that may quote a URI given by a user: credentials in it never reach a table (nor
+# the Parquet copy made from the tables). A URI that needs them to open will not open from a
+# row: credentials belong in the environment or fs_options.
+REDACTED_COLUMNS = {"videos": ("uri", "error", "config"), "snapshots": ("uri",)}
 
 
 class Store:
@@ -43,14 +72,18 @@ class Store:
         lance_options: dict[str, str] | None = None,
         fs_options: dict | None = None,
     ):
-        self.uri = str(db_uri)
+        self._given_uri = str(db_uri)  # to connect with; messages and callers see self.uri
+        self.uri = redact_uri(self._given_uri)
         self.fs_options = fs_options
         self._embedder = embedder
         if not create and "://" not in self.uri and not Path(self.uri).is_dir():
             raise StoreError(f"no vidindex database at {self.uri}: the directory does not exist")
         with self._failing_loudly("connect to"):
             # read_consistency_interval=0: every read sees the latest commit, also other processes'.
-            self._db = lancedb.connect(self.uri, storage_options=lance_options, read_consistency_interval=timedelta(0))
+            self._db = lancedb.connect(self._given_uri, storage_options=lance_options,
+                                       read_consistency_interval=timedelta(0), session=lancedb.Session(
+                                           index_cache_size_bytes=INDEX_CACHE_BYTES,
+                                           metadata_cache_size_bytes=METADATA_CACHE_BYTES))
         self._tables: dict[str, Any] = {}
         self._arrow: dict[str, pa.Schema] = {}
         for name in TABLE_NAMES:
@@ -65,7 +98,7 @@ class Store:
         except ValueError:  # LanceDB: "Table '<name>' was not found"
             table = None
         except Exception as error:
-            raise StoreError(f"cannot open table {name!r} at {self.uri}: {error}") from error
+            raise self._error(f"cannot open table {name!r} at {self.uri}", error)
         if table is None:
             if not create:
                 raise StoreError(f"no vidindex database at {self.uri}: table {name!r} not found")
@@ -150,20 +183,46 @@ class Store:
             return 0
         key = list(load_schema(table).primary_key)
         with self._failing_loudly(f"upsert {data.num_rows} rows into {table!r} at", table):
-            self.table(table).merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(data)
+            self._retrying_conflicts(f"upsert into {table!r}", lambda: self.table(table).merge_insert(key)
+                                     .when_matched_update_all().when_not_matched_insert_all().execute(data))
         return data.num_rows
 
     def update_video(self, video_id: str, config_id: str, values: dict[str, Any]) -> None:
-        """Set some columns of an existing videos row (read, change, upsert the whole row)."""
+        """Set some columns of an existing videos row, leaving the others as stored. One keyed
+        merge_insert of just these columns, no read first: a whole row read, changed and written
+        back would put back the older values of another run writing the same row meanwhile."""
         if {"video_id", "config_id"} & set(values):
             raise StoreError("update_video cannot change a row's key (video_id, config_id)")
-        row = self.get_video(video_id, config_id)
-        if row is None:
+        data = self.prepare_rows("videos", [{"video_id": video_id, "config_id": config_id, **values}], partial=True)
+        with self._failing_loudly("update a row of 'videos' at", "videos"):
+            result = self._retrying_conflicts("update of 'videos'", lambda: self.table("videos").merge_insert(
+                ["video_id", "config_id"]).when_matched_update_all().execute(data))
+        if not result.num_updated_rows:
             raise StoreError(f"no videos row for video {video_id!r}, config {config_id!r} at {self.uri}")
-        self.upsert("videos", [{**row, **values}])
 
-    def prepare_rows(self, table: str, rows: Rows) -> pa.Table:
-        """Validated rows as an Arrow table of the table's schema, deduplicated by key."""
+    def optimize(self, table: str, **options: Any) -> None:
+        """LanceDB's optimize of one table (compaction, index updates, old versions removed with
+        cleanup_older_than), tried again when another writer's commit preempts it."""
+        self._retrying_conflicts(f"optimize of {table!r}", lambda: self.table(table).optimize(**options))
+
+    def _retrying_conflicts(self, action: str, attempt):
+        """attempt(), tried again after CONFLICT_RETRY_DELAYS_S while it fails with a commit conflict
+        that LanceDB calls retryable (another process committed to the table first)."""
+        for delay in (*CONFLICT_RETRY_DELAYS_S, None):
+            try:
+                return attempt()
+            except RuntimeError as error:
+                if delay is None or not any(text in str(error) for text in RETRYABLE_CONFLICTS):
+                    raise
+                delay *= 0.5 + random.random()
+                log.info("%s at %s: another writer committed first (%s); trying again in %.1f s", action, self.uri,
+                         scrub_secrets(str(error).split(",")[0], self._given_uri), delay)
+                time.sleep(delay)
+
+    def prepare_rows(self, table: str, rows: Rows, partial: bool = False) -> pa.Table:
+        """Validated rows as an Arrow table of the table's schema, deduplicated by key.
+        partial=True: rows that all give the key and the same other columns (an update of just
+        those), as a table of only these columns."""
         arrow = self.arrow_schema(table)
         schema = load_schema(table)
         records = rows.to_pylist() if isinstance(rows, (pa.Table, pa.RecordBatch)) else list(rows)
@@ -172,21 +231,39 @@ class Store:
             unknown = set(record) - names
             if unknown:
                 raise StoreError(f"{table}: unknown column(s) {sorted(unknown)}; columns are {list(schema.field_names)}")
-        if table == "captions":
+        if partial:
+            arrow = self._partial_schema(table, arrow, records)
+        elif table == "captions":
             self._fill_embeddings(records)
         for spec in schema.fields:
-            if not spec["nullable"]:
+            if not spec["nullable"] and spec["name"] in arrow.names:
                 for record in records:
                     if record.get(spec["name"]) is None:
                         key = {k: record.get(k) for k in schema.primary_key}
                         raise StoreError(f"{table}: column {spec['name']!r} is required, missing in row {key}")
         _check_allowed(table, records)
+        for column in REDACTED_COLUMNS.get(table, ()):
+            for i, record in enumerate(records):
+                if isinstance(record.get(column), str):
+                    clean = redact_uri(record[column]) if column == "uri" else scrub_secrets(record[column])
+                    if clean != record[column]:
+                        records[i] = {**record, column: clean}
         # merge_insert inserts every source row whose key is new, even twice: keep the last one.
         by_key = {tuple(record[k] for k in schema.primary_key): record for record in records}
         try:
             return pa.Table.from_pylist(list(by_key.values()), schema=arrow)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
             raise StoreError(f"{table}: rows do not match schemas/{table}.json: {error}") from error
+
+    @staticmethod
+    def _partial_schema(table: str, arrow: pa.Schema, records: list[dict]) -> pa.Schema:
+        given = set(records[0]) if records else set()
+        if any(set(record) != given for record in records):
+            raise StoreError(f"{table}: the rows of one update must give the same columns")
+        missing = [name for name in load_schema(table).primary_key if name not in given]
+        if missing:
+            raise StoreError(f"{table}: an update needs the key; {missing} missing")
+        return pa.schema([field for field in arrow if field.name in given], metadata=arrow.metadata)
 
     def _fill_embeddings(self, records: list[dict]) -> None:
         missing = [record for record in records if record.get("embedding") is None]
@@ -208,10 +285,10 @@ class Store:
     def rows(self, table: str, *, video_id: str | None = None, config_id: str | None = None, where: str | None = None) -> pa.Table:
         """Rows of `table`, optionally of one video/config and matching an SQL `where`."""
         where = and_clauses(eq("video_id", video_id), eq("config_id", config_id), where)
-        query = self.table(table).search().limit(None)
-        if where:
-            query = query.where(where)
-        with self._failing_loudly(f"read {table!r} at", table):
+        with self._failing_loudly(f"read {table!r} at", table):  # search() already reads (the latest version)
+            query = self.table(table).search().limit(None)
+            if where:
+                query = query.where(where)
             return query.to_arrow()
 
     def get_video(self, video_id: str, config_id: str) -> dict | None:
@@ -249,8 +326,8 @@ class Store:
         for row in reversed(self.snapshots(video_id, config_id)):
             try:
                 return row, self.load_snapshot(row)
-            except SnapshotIntegrityError:
-                continue
+            except SnapshotIntegrityError as error:
+                log.warning("video %s: %s; falling back to the snapshot before it", video_id, error)
         return None
 
     def ensure_indexes(self, vector_min_rows: int = VECTOR_INDEX_MIN_ROWS) -> dict[str, str]:
@@ -276,7 +353,7 @@ class Store:
                 done["embedding"] = f"created IVF_PQ vector index ({partitions} partitions)"
             stale = [i.name for i in indexed.values() if table.index_stats(i.name).num_unindexed_rows]
             if stale:
-                table.optimize()
+                self.optimize("captions")
                 done["optimize"] = f"added new rows to {', '.join(stale)}"
         return done
 
@@ -291,7 +368,16 @@ class Store:
             raise
         except Exception as error:
             where = f"{self.uri}/{table}" if table else self.uri
-            raise StoreError(f"cannot {action} {where}: {type(error).__name__}: {error}") from error
+            raise self._error(f"cannot {action} {where}: {type(error).__name__}", error)
+
+    def _error(self, message: str, error: BaseException) -> StoreError:
+        """StoreError("<message>: <the error's text>") without the credentials of the URI given
+        (LanceDB may quote it); the error stays attached as the cause unless its text holds them."""
+        text = scrub_secrets(str(error), self._given_uri)
+        failure = StoreError(f"{message}: {text}")
+        failure.__cause__ = error if text == str(error) else None
+        failure.__suppress_context__ = True
+        return failure
 
 
 def _metadata(arrow: pa.Schema, key: str) -> str | None:

@@ -22,8 +22,7 @@ import uuid
 import fsspec
 import pyarrow.parquet as pq
 
-from vidindex.store.blobs import check_path_component, make_parent_dirs
-from vidindex.store.errors import StoreError
+from vidindex.store.blobs import check_path_component, make_parent_dirs, masked_error
 from vidindex.store.schemas import TABLE_NAMES
 
 
@@ -39,7 +38,7 @@ class ParquetExporter:
         try:
             self._fs, self._root = fsspec.core.url_to_fs(self.uri, **(fs_options or {}))
         except Exception as error:
-            raise StoreError(f"cannot use parquet URI {uri}: {error}") from error
+            raise masked_error("cannot use parquet URI", uri, error)
 
     def file_path(self, table: str, video_id: str, config_id: str) -> str:
         check_path_component("video_id", video_id)
@@ -84,14 +83,14 @@ class ParquetExporter:
                     self._fs.rm(temp_path)
             except Exception:  # noqa: BLE001 - best effort; report the write error
                 pass
-            raise StoreError(f"cannot write parquet file {self._uri_of(path)}: {error}") from error
+            raise masked_error("cannot write parquet file", self._uri_of(path), error)
 
     def _remove(self, path: str) -> None:
         try:
             if self._fs.exists(path):
                 self._fs.rm(path)
         except Exception as error:
-            raise StoreError(f"cannot remove stale parquet file {self._uri_of(path)}: {error}") from error
+            raise masked_error("cannot remove stale parquet file", self._uri_of(path), error)
 
     def _uri_of(self, path: str) -> str:
         return self._fs.unstrip_protocol(path)

@@ -6,10 +6,31 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 _SECRET_QUERY = re.compile(r"(?i)(signature|sig|token|credential|secret|key|password)=[^&\s]+")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@'\"]+@")
 
 
-def scrub_secrets(text: str) -> str:
+def scrub_secrets(text: str, *uris: str) -> str:
+    """`text` without user:password@ in URLs and with secret-looking query values masked. The
+    user:password of each of `uris` is masked wherever it appears: a library's error may quote
+    it without its scheme (s3fs: 'Invalid bucket name "KEY:SECRET@bucket"')."""
+    for uri in uris:
+        userinfo = _userinfo(uri)
+        if userinfo:
+            text = text.replace(userinfo, "***")
+            password = userinfo.partition(":")[2]
+            if len(password) >= 8:  # alone too (a decoded or re-quoted form); a short one would mask common words
+                text = text.replace(password, "***")
+    text = _URL_USERINFO.sub(r"\1", text)
     return _SECRET_QUERY.sub(r"\1=***", text)
+
+
+def _userinfo(uri: str) -> str | None:
+    try:
+        netloc = urlsplit(str(uri)).netloc
+    except ValueError:
+        return None
+    userinfo = netloc.rpartition("@")[0]
+    return userinfo or None
 
 
 def redact_uri(uri: str) -> str:

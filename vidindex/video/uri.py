@@ -16,6 +16,7 @@ import fsspec
 
 from vidindex.video.errors import (VideoError, VideoNotFound, VideoPermissionError,
                                    VideoReadError)
+from vidindex.video.redact import scrub_secrets
 
 # JSON object of fsspec options applied to every URI, e.g. '{"anon": true}'.
 ENV_FS_OPTIONS = "VIDINDEX_FS_OPTIONS"
@@ -106,7 +107,7 @@ def storage_error(uri: str, e: BaseException) -> VideoError:
         return VideoPermissionError(uri, "permission denied")
     if isinstance(e, OSError) and getattr(e, "errno", None) == 13:
         return VideoPermissionError(uri, "permission denied")
-    return VideoReadError(uri, f"storage error: {type(e).__name__}: {scrub_secrets(str(e))}")
+    return VideoReadError(uri, f"storage error: {type(e).__name__}: {scrub_secrets(str(e), uri)}")
 
 
 def _http_status(e: BaseException | None) -> int | None:
