@@ -81,6 +81,19 @@ class InfiniteVL(nn.Module):
         embeds [B, T, hidden]; positions [3, B, T] (M-RoPE t/h/w). Returns the last position's
         logits [B, vocab] in fp32.
         """
+        x, delta = self._decode(embeds, positions, state, last_only=True)
+        last = self.model.norm(x[:, -1] + delta[:, -1], self.kernels)
+        return (last @ self.model.embed_tokens.weight.T).float()
+
+    def forward_all(self, embeds: torch.Tensor, positions: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """forward_embeds with the logits of every position: [B, T, vocab] in fp32 (training
+        reads them; with gradients on, `state`'s entries are replaced rather than written)."""
+        x, delta = self._decode(embeds, positions, state, last_only=False)
+        return (self.model.norm(x + delta, self.kernels) @ self.model.embed_tokens.weight.T).float()
+
+    def _decode(self, embeds, positions, state: StreamState, last_only: bool):
+        """The decoder layers over new tokens; (residual, last MLP output), the last layer's
+        for the last position only when `last_only`. Counters are updated in place."""
         cos, sin = mrope_cos_sin(positions, self.config, embeds.dtype)
         kv_len = state.counters["kv_len"]
         t = embeds.shape[1]
@@ -89,11 +102,10 @@ class InfiniteVL(nn.Module):
         x, delta = embeds, None
         final = len(self.model.layers) - 1
         for i, (layer, layer_state) in enumerate(zip(self.model.layers, state.layers)):
-            x, delta = layer(x, delta, cos, sin, layer_state, plan, self.kernels, last_only=i == final)
+            x, delta = layer(x, delta, cos, sin, layer_state, plan, self.kernels, last_only=last_only and i == final)
         kv_len.add_(t).clamp_(max=self.config.kv_capacity)
         state.counters["tokens_seen"].add_(t)
-        last = self.model.norm(x[:, -1] + delta[:, -1], self.kernels)
-        return (last @ self.model.embed_tokens.weight.T).float()
+        return x, delta
 
     def new_state(self, batch: int = 1) -> StreamState:
         return StreamState.allocate(self.config, batch, self.device, self.dtype)

@@ -2,6 +2,7 @@
 
 Parameter names follow the official checkpoint. Each mixer reads and updates its slice of the
 stream state in place (fixed-shape buffers allocated once), so a step never allocates state.
+While autograd records (training, see training.py) the slice's entries are replaced instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,24 @@ from torch import nn
 from .config import ModelConfig
 from .float8 import shared_input, silu_mul_input
 from .kernels import Kernels
+
+
+def store(layer_state: dict, name: str, value: torch.Tensor) -> None:
+    """Write a mixer's new state: into the stream's buffer in place (fixed buffers, which CUDA
+    graphs and batched state slots rely on), or, when autograd records `value` (a training
+    forward), by replacing the entry, so that no tensor saved for the backward pass changes."""
+    if value.requires_grad:
+        layer_state[name] = value
+    else:
+        layer_state[name].copy_(value)
+
+
+def writable(layer_state: dict, name: str, recording: bool) -> torch.Tensor:
+    """The state buffer a kernel updates in place: the stream's own, or when autograd records
+    (a training forward) a copy put in its place (see store)."""
+    if recording:
+        layer_state[name] = layer_state[name].clone()
+    return layer_state[name]
 
 
 class RMSNorm(nn.Module):
@@ -85,8 +104,8 @@ class SlidingWindowAttention(nn.Module):
         capacity = layer_state["keys"].shape[1]
         out = kernels.window_attention(q, keys, values, plan)
         # Keep the newest `capacity` tokens (the shift buffer stays chronological).
-        layer_state["keys"].copy_(keys[:, -capacity:])
-        layer_state["values"].copy_(values[:, -capacity:])
+        store(layer_state, "keys", keys[:, -capacity:])
+        store(layer_state, "values", values[:, -capacity:])
         return self.o_proj(out.reshape(B, T, -1))
 
 
@@ -97,9 +116,9 @@ class ShortConv(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(channels, 1, size))
 
-    def forward(self, u, conv_state: torch.Tensor, kernels: Kernels):
-        """u [B, T, C] -> [B, T, C]; conv_state [B, C, W] updated in place."""
-        return kernels.short_conv(u, self.weight, conv_state)
+    def forward(self, u, layer_state: dict, name: str, kernels: Kernels):
+        """u [B, T, C] -> [B, T, C]; layer_state[name] [B, C, W] updated (see writable)."""
+        return kernels.short_conv(u, self.weight, writable(layer_state, name, u.requires_grad))
 
 
 class GatedDeltaNet(nn.Module):
@@ -132,12 +151,12 @@ class GatedDeltaNet(nn.Module):
         B, T, _ = x.shape
         h, dk, dv = self.cfg.num_linear_heads, self.cfg.linear_head_dim, self.cfg.linear_value_dim
         shared = shared_input(x, self.q_proj)  # q, k, v and the gate read x (quantized once in float8)
-        q = self.q_conv1d(self.q_proj(shared), layer_state["conv_q"], kernels).view(B, T, h, dk)
-        k = self.k_conv1d(self.k_proj(shared), layer_state["conv_k"], kernels).view(B, T, h, dk)
-        v = self.v_conv1d(self.v_proj(shared), layer_state["conv_v"], kernels).view(B, T, h, dv)
+        q = self.q_conv1d(self.q_proj(shared), layer_state, "conv_q", kernels).view(B, T, h, dk)
+        k = self.k_conv1d(self.k_proj(shared), layer_state, "conv_k", kernels).view(B, T, h, dk)
+        v = self.v_conv1d(self.v_proj(shared), layer_state, "conv_v", kernels).view(B, T, h, dv)
         g, beta = kernels.delta_gates(self.a_proj(x), self.b_proj(x), self.A_log, self.dt_bias)
         o, new_state = kernels.gated_delta_rule(q, k, v, g, beta, layer_state["recurrent"])
-        layer_state["recurrent"].copy_(new_state)
+        store(layer_state, "recurrent", new_state)
         # Gated RMSNorm per head over the value dims, in fp32.
         gate = self.g_proj(shared).view(B, T, h, dv)
         o = kernels.gated_rms_norm(o, gate, self.o_norm.weight, self.cfg.norm_eps, x.dtype)

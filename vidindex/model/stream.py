@@ -147,17 +147,8 @@ class Stream:
     def _frame_positions(self, ts: torch.Tensor) -> torch.Tensor:
         """[3, B, N * tokens_per_frame] positions for frames at times ts [B, N]."""
         m = self.model
-        B, n = ts.shape
-        side = math.isqrt(m.tokens_per_frame)
-        base = self.state.counters["vision_base"]
-        t = base[:, None] + torch.floor(ts * m.config.vision.tokens_per_second).long()  # [B, N]
-        grid = torch.arange(side, device=ts.device)
-        rows = grid.repeat_interleave(side).repeat(n)
-        cols = grid.repeat(side).repeat(n)
-        pt = t.repeat_interleave(side * side, dim=1)
-        ph = base[:, None] + rows[None]
-        pw = base[:, None] + cols[None]
-        return torch.stack((pt, ph, pw))
+        return frame_positions(self.state.counters["vision_base"], ts, m.tokens_per_frame,
+                               m.config.vision.tokens_per_second)
 
     def _open_vision_spans(self) -> None:
         """Streams without an open vision span get `<|vision_start|>` first."""
@@ -256,6 +247,22 @@ class Stream:
         except FileNotFoundError:
             raise SnapshotError(f"{uri}: snapshot not found") from None
         return cls.from_bytes(model, data, source=uri)
+
+
+def frame_positions(vision_base: torch.Tensor, ts: torch.Tensor, tokens_per_frame: int,
+                    tokens_per_second: int) -> torch.Tensor:
+    """M-RoPE positions [3, B, N * tokens_per_frame] of frames shown at times ts [B, N] (seconds)
+    in vision spans opened at vision_base [B] (see the module docstring)."""
+    n = ts.shape[1]
+    side = math.isqrt(tokens_per_frame)
+    t = vision_base[:, None] + torch.floor(ts * tokens_per_second).long()  # [B, N]
+    grid = torch.arange(side, device=ts.device)
+    rows = grid.repeat_interleave(side).repeat(n)
+    cols = grid.repeat(side).repeat(n)
+    pt = t.repeat_interleave(side * side, dim=1)
+    ph = vision_base[:, None] + rows[None]
+    pw = vision_base[:, None] + cols[None]
+    return torch.stack((pt, ph, pw))
 
 
 def _host_copies(last_timestamp: torch.Tensor, vision_base: torch.Tensor) -> dict[str, torch.Tensor]:

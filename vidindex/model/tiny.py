@@ -3,6 +3,9 @@
 Same architecture and tensor names as the 4B model at toy sizes: 6 decoder layers (window
 attention at 0 and 4), a 2-block vision tower, a word-level tokenizer over a few hundred words
 with the checkpoint's special tokens. Weights are random (seeded): the outputs are well-defined but meaningless.
+
+Also the self-test model's config and vocabulary (selftest_config, SELFTEST_WORDS; trained by
+train_tiny.py) and the checkpoint writer both use (write_checkpoint).
 """
 
 from __future__ import annotations
@@ -41,12 +44,23 @@ TINY_WORDS = (
 ).split()
 
 
-def build_tokenizer():
-    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+# The self-test model's words (train_tiny.py): the tiny words plus the synthetic videos' colours
+# and shapes (vidindex.video.synthetic.PALETTE, SHAPES) and the words of its answers and prompts.
+SELFTEST_WORDS = TINY_WORDS + list(
+    "magenta cyan teal bar background colour colours color colors system user".split()
+)
+
+
+def build_tokenizer(words=TINY_WORDS, lowercase: bool = False):
+    """A word-level tokenizer over `words` with the checkpoint's special tokens; `lowercase`:
+    text is lowercased first ("What" reads as "what")."""
+    from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = ["<unk>"] + sorted(set(TINY_WORDS))
+    words = ["<unk>"] + sorted(set(words))
     core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    if lowercase:
+        core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     core.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     return PreTrainedTokenizerFast(
@@ -55,19 +69,40 @@ def build_tokenizer():
     )
 
 
-def tiny_config(tokenizer) -> ModelConfig:
+def special_token_ids(tokenizer) -> dict:
+    """The config's special-token fields, from the tokenizer."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return dict(
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+    )
+
+
+def tiny_config(tokenizer) -> ModelConfig:
     vocab = 8 * math.ceil(len(tokenizer) / 8)
     return ModelConfig(
         vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=6,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, mrope_section=(2, 3, 3),
         sliding_window=32, num_linear_heads=2, num_linear_key_value_heads=2, linear_head_dim=16,
-        expand_v=2, conv_size=4,
-        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        expand_v=2, conv_size=4, **special_token_ids(tokenizer),
         vision=VisionConfig(depth=2, hidden_size=32, num_heads=2, intermediate_size=64,
                             fullatt_block_indexes=(1,), out_hidden_size=64),
+    )
+
+
+def selftest_config(tokenizer) -> ModelConfig:
+    """The self-test model (train_tiny.py): 6 layers, window attention at 0 and 4 over 32 tokens
+    (8 frames of TINY_FRAME_SIZE at most), so what it must remember from minutes ago can only be
+    in the Gated DeltaNet state; a 4-block vision tower. About 1.9M parameters."""
+    vocab = 8 * math.ceil(len(tokenizer) / 8)
+    return ModelConfig(
+        vocab_size=vocab, hidden_size=128, intermediate_size=384, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, mrope_section=(4, 6, 6),
+        sliding_window=32, num_linear_heads=4, num_linear_key_value_heads=4, linear_head_dim=32,
+        expand_v=2, conv_size=4, **special_token_ids(tokenizer),
+        vision=VisionConfig(depth=4, hidden_size=64, num_heads=4, intermediate_size=128,
+                            fullatt_block_indexes=(1, 3), out_hidden_size=128),
     )
 
 
@@ -113,17 +148,13 @@ def random_model(cfg: ModelConfig, device, dtype: torch.dtype | str | None = tor
     return model
 
 
-def write_tiny_checkpoint(directory: str | Path, seed: int = 0, layout: str = "legacy") -> Path:
-    """Write config.json, model.safetensors and tokenizer files; load with `load_model(directory,
-    frame_size=TINY_FRAME_SIZE)`. `layout`: "legacy" (model.layers.N, visual.) or "nested"
-    (model.language_model., model.visual.)."""
+def write_checkpoint(directory: str | Path, cfg: ModelConfig, weights: dict[str, torch.Tensor], tokenizer,
+                     layout: str = "legacy") -> Path:
+    """config.json, model.safetensors and the tokenizer files in the official format, for
+    load_model. weights: this model's parameter names (the legacy layout); `layout` "nested"
+    writes model.language_model. / model.visual. names instead."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    cfg = tiny_config(tokenizer)
-    with torch.device("meta"):
-        model = InfiniteVL(cfg, TINY_FRAME_SIZE)
-    weights = random_weights(model, seed)
     if layout == "nested":
         weights = {
             ("model.visual." + n[len("visual."):]) if n.startswith("visual.") else "model.language_model." + n[len("model."):]: t
@@ -131,7 +162,19 @@ def write_tiny_checkpoint(directory: str | Path, seed: int = 0, layout: str = "l
         }
     elif layout != "legacy":
         raise ValueError(f"layout {layout!r}: expected 'legacy' or 'nested'")
+    weights = {n: t.detach().contiguous().cpu() for n, t in weights.items()}
     save_file(weights, str(directory / "model.safetensors"), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     tokenizer.save_pretrained(str(directory))
     return directory
+
+
+def write_tiny_checkpoint(directory: str | Path, seed: int = 0, layout: str = "legacy") -> Path:
+    """Write config.json, model.safetensors and tokenizer files; load with `load_model(directory,
+    frame_size=TINY_FRAME_SIZE)`. `layout`: "legacy" (model.layers.N, visual.) or "nested"
+    (model.language_model., model.visual.)."""
+    tokenizer = build_tokenizer()
+    cfg = tiny_config(tokenizer)
+    with torch.device("meta"):
+        model = InfiniteVL(cfg, TINY_FRAME_SIZE)
+    return write_checkpoint(directory, cfg, random_weights(model, seed), tokenizer, layout)

@@ -215,7 +215,8 @@ def encode_uniform_windows(tower: nn.Module, pixel_values: torch.Tensor, n: int,
     for j, block in enumerate(tower.blocks):
         groups, length, c, s = frame_groups if j in full else window_groups
         x, delta = block_fn(block, x, delta, bias, c, s, groups, length, vc.num_heads, vc.hidden_act == "silu")
-        bias = block.mlp.down_proj.bias.detach()
+        bias = block.mlp.down_proj.bias
+        bias = bias.detach() if compiled else bias  # compiled: a plain tensor; else it may train
     x = x + (delta + bias)
     y = tower.merger(x.reshape(-1, C))  # [n * units^2, out]
     y = y.view(n, nw, nw, we, we, -1).permute(0, 1, 3, 2, 4, 5)  # back to unit raster order

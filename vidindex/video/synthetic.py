@@ -104,6 +104,28 @@ def _make_scenes(seconds: float, scene_seconds: float, rng) -> tuple[Scene, ...]
     return tuple(scenes)
 
 
+def random_scenes(seconds: float, scene_seconds: float, rng) -> tuple[Scene, ...]:
+    """Scenes as write_video cuts them, with a random look each (background, shape, shape
+    colour; never the same look twice in a row), for data with varied content."""
+    names = list(PALETTE)
+    scenes, t, last = [], 0.0, None
+    while t < seconds:
+        end = min(seconds, round(t + float(scene_seconds * rng.uniform(0.5, 1.5)), 3))
+        look = last
+        while look == last:
+            bg, fg = rng.choice(len(names), size=2, replace=False)
+            look = (names[bg], SHAPES[rng.integers(len(SHAPES))], names[fg])
+        scenes.append(Scene(round(t, 3), end, *look))
+        t, last = end, look
+    return tuple(scenes)
+
+
+def frame_painter(width: int = 320, height: int = 240, rotation: int = 0, texture: bool = False, seed: int = 0):
+    """What write_video draws with: `.frame(index, t, scene)` -> av.VideoFrame (yuv420p) of that
+    frame as it goes to the encoder, for frames made in memory."""
+    return _Painter(width, height, rotation % 360, texture, np.random.default_rng(seed))
+
+
 class _Painter:
     """Draws frames as YUV420 planes in display orientation, rotated into coded orientation."""
 
@@ -229,7 +251,7 @@ def write_video(path: str | os.PathLike, seconds: float, fps: float = 30.0, widt
                 height: int = 240, gop: int | None = None, codec: str = "h264", vfr: bool = False,
                 rotation: int = 0, *, preset: str = "ultrafast", crf: int = 23, bframes: int = 0,
                 scene_seconds: float = 3.0, texture: bool = False, audio: bool = False,
-                faststart: bool = True, seed: int = 0) -> SceneSchedule:
+                faststart: bool = True, seed: int = 0, scenes: tuple[Scene, ...] | None = None) -> SceneSchedule:
     """Write a synthetic video and return its schedule.
 
     width/height are the coded (stored) size; with rotation 90/270 the displayed frame is
@@ -237,6 +259,7 @@ def write_video(path: str | os.PathLike, seconds: float, fps: float = 30.0, widt
     (default: 2 s). codec is an encoder name PyAV knows ("h264", "hevc", "mpeg4", "vp9",
     "ffv1", ...); the container follows the file extension (.mp4, .mkv, .webm, .mov, .avi).
     audio adds a silent AAC track (so tests cover streams the reader must ignore).
+    scenes: the scenes to show (e.g. random_scenes(...)) instead of the fixed sequence.
     """
     if rotation % 90 or rotation % 360 not in (0, 90, 180, 270):
         raise ValueError("rotation must be a multiple of 90")
@@ -246,7 +269,8 @@ def write_video(path: str | os.PathLike, seconds: float, fps: float = 30.0, widt
     # int / int is correctly rounded, so these equal float(Fraction(pts) * time_base) exactly
     num, den = time_base.numerator, time_base.denominator
     times = np.array([int(p) * num / den for p in pts], dtype=np.float64)
-    scenes = _make_scenes(seconds, scene_seconds, rng)
+    made = _make_scenes(seconds, scene_seconds, rng)  # drawn even when given: same rng after it
+    scenes = tuple(scenes) if scenes is not None else made
     painter = _Painter(width, height, rotation, texture, rng)
     coded_w, coded_h = (painter.dh, painter.dw) if rotation in (90, 270) else (painter.dw, painter.dh)
 

@@ -5,6 +5,8 @@
 for the window, and compiled (fused) norms and gates (CUDA).
 "auto" (default): fast on CUDA when fla imports, reference otherwise. The environment variable
 VIDINDEX_KERNELS overrides the default.
+"train": the reference with the delta rule chunked at every length (training.py: a token-by-token
+loop is slow to differentiate); made directly, never picked for inference.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Kernels:
     def gated_delta_rule(self, q, k, v, g, beta, state):
         if self.name == "fast":
             return gated_delta.fla_kernel(q, k, v, g, beta, state)
-        if q.shape[1] <= 64:
+        if q.shape[1] <= 64 and self.name != "train":
             return gated_delta.recurrent_reference(q, k, v, g, beta, state)
         return gated_delta.chunked_reference(q, k, v, g, beta, state)
 
