@@ -121,7 +121,7 @@ def differing_snapshots(ended: dict) -> list[tuple[str, int]]:
 
 def test_two_runs_of_the_same_videos_on_an_existing_database(existing_db, tiny_checkpoint, videos, reference):
     """Both resume a from its snapshot at 10 s and both index b; one stream per run, so both
-    compute the same bytes: the tables equal the reference run's bit for bit."""
+    compute the same bytes: the tables equal the reference run's."""
     runs = {"first": [videos["a"], videos["b"]], "second": [videos["a"], videos["b"]]}
 
     ended = run_at_once(tiny_checkpoint, existing_db, runs, streams=1)
@@ -132,7 +132,9 @@ def test_two_runs_of_the_same_videos_on_an_existing_database(existing_db, tiny_c
         assert outcome[videos["b"]] in (("done", None, None), ("skipped", None, None)), name
     assert differing_snapshots(ended) == []  # one stream per run: the same bytes, so the same blob names
     store = Store(existing_db, create=False)
-    assert_same_tables(store, reference)
+    # Rows as the reference's; snapshot bytes only up to float rounding: the reference ran in
+    # the test process, whose torch thread count other tests may have changed.
+    assert_same_tables(store, reference, exact=False)
     assert len(store.videos()) == 2
     assert_no_duplicate_keys(store)
     assert_every_snapshot_loads(store)
