@@ -103,9 +103,6 @@ class CommitterProxy:
     def export_parquet(self, video_id=None, config_id=None) -> dict:
         return self._call("export_parquet", video_id, config_id)
 
-    def refresh_indexes(self, **kwargs) -> dict:
-        return self._call("refresh_indexes", **kwargs)
-
 
 # ---- the indexing actor
 
