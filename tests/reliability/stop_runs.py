@@ -43,11 +43,12 @@ class Child:
 
     @classmethod
     def start(cls, command: list[str], logs: Path, env: dict | None = None) -> "Child":
+        """`env`: variables set on top of this process's; None unsets one (e.g. RAY_ADDRESS)."""
         logs.mkdir(parents=True, exist_ok=True)
         out, err = logs / "stdout", logs / "stderr"
         with open(out, "w") as stdout, open(err, "w") as stderr:  # files: a pipe nobody reads could fill up
             proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=REPO, start_new_session=True,
-                                    env={**os.environ, **(env or {})})
+                                    env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None})
         return cls(proc, out, err)
 
     def wait(self, timeout: float) -> int:

@@ -87,3 +87,22 @@ def test_partial_video_shows_in_status_and_resumes(ray_cluster, tmp_path, tiny_m
                                                                                          40_000, 45_000])
     assert main(["status", "--db", str(db), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"] == {"done": 2, "failed": 0, "partial": 0}
+
+
+def test_a_video_another_run_finished_after_the_plan_counts_as_already_indexed(ray_cluster, tmp_path, tiny_model_dir,
+                                                                              videos, monkeypatch, capsys):
+    """A second `vidindex index` on the same database finished the video between this run's plan
+    and its actor taking it up: the engine skips it, and the run reports it as already indexed
+    and exits 0 (it used to say "every video failed" and exit 3)."""
+    from vidindex.run import discover, pipeline
+
+    uri = videos["good2"]
+    args = index_args(tmp_path / "db", tiny_model_dir, uri)
+    assert [v["status"] for v in run_index(config_from_args(build_parser().parse_args(args)), [uri]).videos] == ["done"]
+
+    stale = discover.Plan(todo=[discover._probe(uri, None)], already_done=[])  # as planned before that run ended
+    monkeypatch.setattr(pipeline, "plan_videos", lambda *args, **kwargs: stale)
+    assert main(args + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["videos"] == []
+    assert [v["video_id"] for v in report["already_done"]] == [stale.todo[0].video_id]

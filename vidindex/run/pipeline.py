@@ -217,7 +217,7 @@ class RunReport:
     db_uri: str
     parquet_uri: str | None
     videos: list[dict]  # one per video of the run: uri, video_id, status, error, counts
-    already_done: list[dict]  # videos skipped because this config indexed them before
+    already_done: list[dict]  # videos skipped: this config indexed them before (or another run did meanwhile)
     empty_sources: list[str] = field(default_factory=list)  # sources that named no video, skipped
     totals: dict = field(default_factory=dict)
     wall_s: float = 0.0
@@ -310,6 +310,12 @@ def run_index(
             results = _run_dataset(config, plan, resources, committer, tracker, fs_options, progress, on_events)
             summary = ray.get(tracker.summary.remote())
             videos = _final_videos(results, ray.get(tracker.video_table.remote()))
+            # Still "skipped": another run on this database (a second `vidindex index`) finished the
+            # video after this one planned it. That is "already indexed"; left among the videos it
+            # counted as nothing, and a run whose videos the other one all finished exited 3.
+            report.already_done += [{"uri": v["uri"], "video_id": v["video_id"]} for v in videos
+                                    if v["status"] == "skipped"]
+            videos = [v for v in videos if v["status"] != "skipped"]
             # Upkeep: compact, fold new rows into the indexes, drop table versions and orphan blobs older
             # than an hour (vidindex.store.upkeep). Younger ones may be in use by a concurrent run or
             # reader, so an hour, not 0; a failed step is retried by the next run's upkeep.
