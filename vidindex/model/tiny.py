@@ -24,6 +24,10 @@ from .prompts import SPECIAL_TOKENS
 
 TINY_FRAME_SIZE = 56  # 2x2 merged tokens per frame
 
+# The trained self-test model shipped in the package (train_tiny.py wrote it; its README.md
+# gives the command, seed and measured accuracies).
+SELFTEST_MODEL_DIR = Path(__file__).resolve().parent / "selftest-model"
+
 
 # A small word vocabulary, so the random model's outputs are words that search can find.
 TINY_WORDS = (

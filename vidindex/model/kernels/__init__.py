@@ -19,6 +19,10 @@ import torch
 
 from . import elementwise, gated_delta, window_attention
 
+# Triton keeps the autotuning winners of fla's kernels on disk (TRITON_CACHE_DIR) only when asked;
+# without this every new process (each indexing actor, each serve replica) benchmarks them again.
+os.environ.setdefault("TRITON_CACHE_AUTOTUNING", "1")
+
 _compiled: dict = {}
 
 
