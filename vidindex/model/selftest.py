@@ -66,6 +66,16 @@ def scene_at(scenes, t: float) -> Scene:
     return scenes[-1]
 
 
+def time_seen_at(schedule, t: float, fps: float = 1.0) -> float:
+    """Timestamp of the last frame sampled at `fps` at or before t, in a video write_video made
+    (`schedule`: its SceneSchedule): what a caption or an answer as of t is about, since the
+    indexer's events at t fire after every frame with timestamp <= t (vidindex.index.schedule).
+    The right answer as of t is answer_text(question, schedule.scenes, time_seen_at(schedule, t))."""
+    times = schedule.expected_samples(fps)
+    seen = [s for s in times if s <= t + 1e-9]
+    return seen[-1] if seen else times[0]
+
+
 def answer_text(question: str, scenes, t: float) -> str:
     """The answer to `question` asked after the frame shown at time t."""
     kind, field = QUESTIONS[question]
