@@ -31,6 +31,13 @@ def test_full_text_finds_planted_caption(archive):
     assert hit.ask_command == (f"vidindex ask {video_id} --at 00:00:06 'What is happening?' --db {archive.db}")
 
 
+def test_a_quoted_phrase_matches_its_words_in_order(archive):
+    video_id, t_end, text = planted_hit(archive, "truck")
+    hit = top(search(archive.db, '"delivery truck"', mode="fts"))
+    assert (hit.video_id, hit.t_end, hit.text) == (video_id, t_end, text)
+    assert not search(archive.db, '"truck delivery"', mode="fts").hits  # the same words out of order
+
+
 def test_vector_finds_planted_caption_by_meaning(archive):
     video_id, t_end, text = planted_hit(archive, "sandcastle")
     query = "kids making sand castles seaside"  # no word of the caption

@@ -345,7 +345,7 @@ class Store:
             indexed = {tuple(index.columns): index for index in table.list_indices()}
             rows = table.count_rows()
             if ("text",) not in indexed:
-                table.create_index("text", config=FTS())
+                table.create_index("text", config=FTS(with_position=True))  # positions: "quoted phrase" queries
                 done["text"] = "created full-text index"
             if ("embedding",) not in indexed and rows >= vector_min_rows:
                 partitions = max(1, int(math.sqrt(rows)))
@@ -404,7 +404,7 @@ def _ensure_text_index(captions) -> None:
     if has_index():
         return
     try:
-        captions.create_index("text", config=FTS())
+        captions.create_index("text", config=FTS(with_position=True))  # positions: "quoted phrase" queries
     except Exception:
         captions.checkout_latest()
         if not has_index():
