@@ -15,12 +15,13 @@ decoded/sampled frame ratio and the time to the first frame.
 
 At 1080p it also decodes on NVDEC through PyAV's hwaccel (av.open(..., hwaccel=HWAccel("cuda")),
 no software fallback) when the GPU and this PyAV's FFmpeg allow it, else prints "NVDEC: not
-available (<reason>)": "nvdec" is the product's reader with the hwaccel handed to its av.open
+available (<reason>)": "nvdec" is the product's CPU reader with the hwaccel handed to its av.open
 (FFmpeg makes a CUDA context of its own per av.open, and copies every decoded frame, sampled
-or not, to host memory; RGB and resize on the CPU as now); "nvdec-gpu"
-keeps frames on the GPU (is_hw_owned) and makes the sampled ones 448x448 RGB in torch through
-DLPack (NV12 -> RGB, bicubic): the CPU cost if the product resized on the GPU. Then N readers
-decode at once on NVDEC (what several streams per GPU would get).
+or not, to host memory; RGB and resize on the CPU); "nvdec-gpu" is the product's NVDEC reader
+(vidindex.video.nvdec.sample_frames_nvdec, what `decode: nvdec` runs): frames stay on the GPU
+and the sampled ones become 448x448 RGB there in torch (a run that falls back to the CPU is
+recorded as failed). Then N readers decode at once on NVDEC (what several streams per GPU
+would get).
 
 Also as before: RSS over a full hour-long 320x240 video; RSS of an idle reader; what the reader
 does with truncated and corrupt files; seek accuracy (is the frame returned for time t really
@@ -64,17 +65,19 @@ def _rss_sampler(stop, samples):
         time.sleep(0.1)
 
 
-def _hwaccel(hw_owned: bool = False):
-    """CUDA (NVDEC) decoding; no software fallback, so a stream NVDEC cannot take fails loudly.
-    hw_owned: frames stay on the GPU, in the CUDA context current on this thread (torch's):
-    FFmpeg's default for hw-owned frames, the primary context, refuses a primary context torch
-    has already made active ("Primary context already active with incompatible flags": FFmpeg
-    wants blocking sync). Not hw_owned: FFmpeg creates a CUDA context of its own per av.open."""
+def _hwaccel():
+    """CUDA (NVDEC) decoding, frames copied to host memory; no software fallback, so a stream
+    NVDEC cannot take fails loudly. FFmpeg creates a CUDA context of its own per av.open."""
     from av.codec.hwaccel import HWAccel
 
-    options = {"primary_ctx": "0", "current_ctx": "1"} if hw_owned else None
     return HWAccel("cuda", device=os.environ.get("VIDINDEX_BENCH_CUDA_DEVICE"),
-                   allow_software_fallback=False, is_hw_owned=hw_owned, options=options)
+                   allow_software_fallback=False)
+
+
+def _cuda_device():
+    import torch
+
+    return torch.device("cuda", int(os.environ.get("VIDINDEX_BENCH_CUDA_DEVICE") or 0))
 
 
 def _use_hwaccel_in_product_reader(hwaccel) -> None:
@@ -89,22 +92,6 @@ def _use_hwaccel_in_product_reader(hwaccel) -> None:
     probe_mod._OPEN_OPTIONS = {**probe_mod._OPEN_OPTIONS, "hwaccel": hwaccel}
 
 
-def _gpu_rgb(frame, size: int):
-    """A CUDA NV12 frame -> [3, size, size] uint8 RGB on the GPU (BT.601, bicubic), via DLPack.
-    The planes' capsules are taken with stream=None (PyAV refuses a stream; torch.from_dlpack on
-    the plane would pass one); NVDEC and torch both work on the legacy default stream here."""
-    import torch
-    import torch.nn.functional as F
-
-    y = torch.from_dlpack(frame.planes[0].__dlpack__()).float()  # [H, W]
-    uv = torch.from_dlpack(frame.planes[1].__dlpack__()).float()  # [H/2, W/2, 2]
-    uv = F.interpolate(uv.permute(2, 0, 1)[None], size=y.shape, mode="nearest")[0] - 128
-    y = (y - 16) * 1.164
-    rgb = torch.stack([y + 1.596 * uv[1], y - 0.392 * uv[0] - 0.813 * uv[1], y + 2.017 * uv[0]])
-    out = F.interpolate(rgb[None], size=(size, size), mode="bicubic", antialias=True)
-    return out[0].clamp_(0, 255).to(torch.uint8)
-
-
 def _barrier(folder: str, timeout: float = 300) -> None:
     """Say this worker is ready, then wait for the driver's go (readers that start together)."""
     open(os.path.join(folder, f"ready-{os.getpid()}"), "w").close()
@@ -115,19 +102,18 @@ def _barrier(folder: str, timeout: float = 300) -> None:
 
 def _speed(args, extra) -> dict:
     """Sample 1 frame/s to 448x448 from args.file with the decoder args.mode names."""
-    from fractions import Fraction
-
     from vidindex.video import sample_frames
 
     mode = extra.get("mode", "cpu")
     result: dict = {"mode": mode}
     if mode == "nvdec":
         _use_hwaccel_in_product_reader(_hwaccel())
-    elif mode == "nvdec-gpu":
+    elif mode == "nvdec-gpu":  # torch only here: the other modes' RSS stays without it
         import torch
 
-        torch.zeros(1, device="cuda")  # not timed: a product process has its context up already
-        _use_hwaccel_in_product_reader(_hwaccel(hw_owned=True))
+        from vidindex.video.nvdec import sample_frames_nvdec
+
+        torch.zeros(1, device=_cuda_device())  # not timed: a product process has its context up already
     if extra.get("barrier"):
         _barrier(extra["barrier"])
     stop, rss = threading.Event(), []
@@ -136,37 +122,27 @@ def _speed(args, extra) -> dict:
     cpu0, wall0, t_abs0 = time.process_time(), time.monotonic(), time.time()
     first = None
     n = 0
-    if mode in ("cpu", "nvdec"):  # the product's reader: sample_frames, its defaults
+    # the product's readers with their defaults: cpu and nvdec through sample_frames, nvdec-gpu
+    # through sample_frames_nvdec (frames on the GPU)
+    if mode == "nvdec-gpu":
+        stream = sample_frames_nvdec(args.file, fps=args.fps, size=SIZE, device=_cuda_device())
+    else:
         stream = sample_frames(args.file, fps=args.fps, size=SIZE)
+    with stream:
         for _ in stream:
             n += 1
             if first is None:
-                first = time.monotonic() - wall0
-        decoded = stream.stats["decoded_frames"]
-    else:  # nvdec-gpu: the reader's frame selection, frames stay on the GPU, RGB+resize in torch
-        import torch
-
-        from vidindex.video.backend_pyav import PyAVReader
-        from vidindex.video.probe import open_checked, probe_open
-
-        loc, stat, raw = open_checked(args.file)
-        info, container, _ = probe_open(loc, raw, stat.size, threads=0)
-        reader = PyAVReader(container, loc.uri)
-        try:
-            for _, frame in reader.frames(Fraction(args.fps).limit_denominator(1000)):
-                if n == 0:
-                    result["frame_format"] = frame.format.name
-                    result["sw_format"] = getattr(frame.sw_format, "name", None)
-                _gpu_rgb(frame, SIZE)
-                n += 1
-                if first is None:
+                if mode == "nvdec-gpu":
                     torch.cuda.synchronize()
-                    first = time.monotonic() - wall0
-            torch.cuda.synchronize()
-        finally:
-            decoded = reader.decoded
-            reader.close()
-            raw.close()
+                first = time.monotonic() - wall0
+    if mode == "nvdec-gpu":
+        torch.cuda.synchronize()
+        decoder = stream.stats.get("decoder")
+        if decoder != "nvdec":
+            raise RuntimeError(f"the NVDEC reader decoded on the {decoder} (see its warning)")
+        result["frame_format"] = "cuda"
+        result["sw_format"] = stream.stats.get("pixel_format")
+    decoded = stream.stats["decoded_frames"]
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     stop.set()
     sampler.join()

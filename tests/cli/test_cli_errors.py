@@ -8,7 +8,8 @@ import json
 import pytest
 
 from tests.run.conftest import index_args
-from vidindex.cli.main import main
+from vidindex.cli.index import config_from_args
+from vidindex.cli.main import build_parser, main
 from vidindex.video.synthetic import write_video
 
 
@@ -76,6 +77,16 @@ def test_unknown_flag_is_an_argparse_usage_error(capsys):
         main(["index", "a.mp4", "--db", "x", "--speed", "11"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --speed" in capsys.readouterr().err
+
+
+def test_decode_flag_reaches_the_config_and_names_the_choices(tmp_path, capsys):
+    args = build_parser().parse_args(["index", "a.mp4", "--db", str(tmp_path / "db"), "--decode", "nvdec"])
+    assert config_from_args(args).decode == "nvdec"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["index", "a.mp4", "--db", "x", "--decode", "gpu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err  # Python 3.12 stopped quoting the choices
+    assert "argument --decode: invalid choice: 'gpu'" in err and "nvdec" in err
 
 
 def test_nothing_indexed_exits_3_on_cpu_actors(ray_cluster, tmp_path, tiny_model_dir, videos, capsys):

@@ -5,7 +5,8 @@ passes, CUDA graphs) against the plain PyTorch references, at real shapes.
     python -m pytest tests/gpu -m gpu -q -k "not 4b"        # without the 4B-shaped model
 
 Every test here is marked `gpu` and skipped without CUDA. They import only vidindex.model
-(torch, fla, transformers, safetensors, numpy, fsspec): no Ray, no LanceDB.
+(torch, fla, transformers, safetensors, numpy, fsspec): no Ray, no LanceDB; but for
+test_nvdec_cuda.py, which needs vidindex.video (PyAV) and, for its engine run, the store.
 Tolerances come from the records of the former bench/gpu_model_check.py and
 bench/float8_check.py (bench/results/), named by file where each is set.
 """

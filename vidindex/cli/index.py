@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vidindex.cli.output import (EXIT_FAILURE, EXIT_NOTHING_INDEXED, EXIT_OK, error, format_table, plural,
                                  print_json, seconds_text, short)
-from vidindex.config import DTYPES, ConfigError, IndexConfig, Question
+from vidindex.config import DECODERS, DTYPES, ConfigError, IndexConfig, Question
 
 # ---- index
 
@@ -39,6 +39,9 @@ def add_index_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--streams-per-gpu", type=int, help="videos one actor indexes at the same time")
     p.add_argument("--device", help="cpu, cuda, cuda:0 or auto")
     p.add_argument("--dtype", choices=DTYPES)
+    p.add_argument("--decode", choices=DECODERS,
+                   help="where videos are decoded: cpu (default), or nvdec on the model's GPU (opt-in: "
+                        "falls back to the CPU, saying why, where it cannot run)")
     p.add_argument("--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--actors", type=int, help="indexing actors (default: one per GPU, or one per CPU core)")
     p.add_argument("--gpus-per-actor", type=float, help="GPUs per indexing actor (default 1, or 0 without GPUs)")
@@ -57,7 +60,7 @@ def config_from_args(args) -> IndexConfig:
         db_uri=args.db, parquet_uri=args.parquet, snapshot_uri=args.snapshots, model=args.model,
         sample_fps=args.fps, frame_size=args.frame_size, caption_interval=args.caption_every,
         snapshot_interval=args.snapshot_every, max_new_tokens=args.max_new_tokens,
-        streams_per_gpu=args.streams_per_gpu, device=args.device, dtype=args.dtype,
+        streams_per_gpu=args.streams_per_gpu, device=args.device, dtype=args.dtype, decode=args.decode,
     )
     if args.question:
         config = config.with_overrides(questions=questions_from_flags(args.question, config.caption_interval))

@@ -11,6 +11,8 @@ ends (done or failed), the next one takes its slot in step with the others (see 
 first feeds alone up to their place in the caption window, or the batch runs on to its place);
 one more video is kept warming (probed, its resume point loaded, its frames decoding in the
 background) so a freed slot is refilled without waiting for I/O.
+Frames are decoded on the CPU, or with config.decode "nvdec" on the NVDEC of the model's GPU,
+staying there (vidindex.video.nvdec; the CPU where that cannot run).
 A video whose latest committed snapshot is at t resumes there; a done video is skipped; a
 failing video is recorded as failed with its error and never disturbs the others. Both the
 tests and each Ray actor run this class; it needs no Ray.
@@ -41,11 +43,13 @@ from vidindex.index.writes import Writes
 from vidindex.store import Committer, Store, write_snapshot_blob
 from vidindex.timefmt import to_ms
 from vidindex.video import VideoError, VideoInfo, probe, sample_frames
+from vidindex.video.nvdec import nvdec_unavailable, sample_frames_nvdec
 from vidindex.video.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
 FRAMES_PER_STEP = 8  # frames fed per stream per forward, when no event falls in between
+_UNDECIDED = object()
 OnResult = Callable[["VideoResult"], None]
 
 
@@ -152,6 +156,7 @@ class Engine:
         self._warming: _Task | None = None  # the next video, ready to join
         self._batch: Stream | None = None
         self._writes: Writes | None = None
+        self._nvdec_device = _UNDECIDED  # where NVDEC decodes to, None for the CPU (_decode_device)
 
     @property
     def model(self):
@@ -230,7 +235,7 @@ class Engine:
     def _prepare(self, uri: str, on_result: OnResult) -> _Task | None:
         """Get a video ready to join: probed, its resume point loaded, its frames decoding.
         A video that is done already or fails here gets its result at once (returns None)."""
-        cfg, config_id = self.config, self.config.config_id
+        config_id = self.config.config_id
         opened, uri = uri, redact_uri(str(uri))  # results, events and logs name a video without credentials
         try:
             info = probe(opened, fs_options=self.fs_options)
@@ -243,8 +248,7 @@ class Engine:
             return None
         try:
             stream, start_ms = self._resume_point(info.video_id)
-            frames = sample_frames(info.uri, fps=cfg.sample_fps, size=cfg.frame_size, start=start_ms / 1000,
-                                   fs_options=self.fs_options)
+            frames = self._sample_frames(info.uri, start_ms / 1000)
         except VideoError as error:
             self._record_failure(uri, info.video_id, error, on_result)
             return None
@@ -254,6 +258,27 @@ class Engine:
                      last_snapshot_ms=start_ms if start_ms else -1)
         task.result = VideoResult(uri, info.video_id, "done", resumed_from_s=start_ms / 1000 if start_ms else None)
         return task
+
+    def _sample_frames(self, uri: str, start: float):
+        cfg, device = self.config, self._decode_device()
+        if device is not None:
+            return sample_frames_nvdec(uri, fps=cfg.sample_fps, size=cfg.frame_size, start=start,
+                                       fs_options=self.fs_options, device=device)
+        return sample_frames(uri, fps=cfg.sample_fps, size=cfg.frame_size, start=start, fs_options=self.fs_options)
+
+    def _decode_device(self):
+        """The model's CUDA device when frames are decoded on its NVDEC, None when on the CPU.
+        Decided once, and said once: decode "nvdec" where it cannot run warns why."""
+        if self._nvdec_device is _UNDECIDED:
+            self._nvdec_device = None
+            if self.config.decode == "nvdec":
+                why = nvdec_unavailable(self.model.device)
+                if why:
+                    log.warning("decode: nvdec is set, but %s: decoding on the CPU", why)
+                else:
+                    self._nvdec_device = self.model.device
+                    log.info("decoding on the NVDEC of %s, frames kept there", self._nvdec_device)
+        return self._nvdec_device
 
     def _join(self, task: _Task) -> None:
         """Start the video: its videos row says partial, its stream joins the batch."""

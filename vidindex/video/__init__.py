@@ -5,7 +5,9 @@
         for t, frame in frames:      # t: float seconds, frame: uint8 [448, 448, 3] RGB
             ...
 
-Every problem with a video raises a subclass of VideoError naming the URI.
+Every problem with a video raises a subclass of VideoError naming the URI. On a CUDA GPU,
+vidindex.video.nvdec.sample_frames_nvdec decodes on NVDEC and yields the same frames as uint8
+tensors there (kept out of this package's imports: it needs torch).
 """
 
 from vidindex.video.errors import (BadDimensions, CorruptVideo, DecodeTimeout, EmptyVideoFile,

@@ -122,16 +122,19 @@ def _describe(head: bytes) -> str:
 _OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
 
 
-def open_container(loc: Location, fileobj, size: int):
-    """av.open with FFmpeg's failures mapped to typed errors."""
+def open_container(loc: Location, fileobj, size: int, hwaccel=None):
+    """av.open with FFmpeg's failures mapped to typed errors; hwaccel: an av HWAccel (NVDEC)."""
     uri = loc.uri
+    options = dict(_OPEN_OPTIONS)
+    if hwaccel is not None:
+        options["hwaccel"] = hwaccel
     try:
         head = fileobj.read(512)
         fileobj.seek(0)
     except BaseException as e:
         raise storage_error(uri, e) from e
     try:
-        container = av.open(fileobj, mode="r", **_OPEN_OPTIONS)
+        container = av.open(fileobj, mode="r", **options)
     except (av.error.InvalidDataError, av.error.EOFError) as e:
         kind = _sniff(head)
         if kind == "mp4":
@@ -195,11 +198,12 @@ def _is_vfr(pts: list[int]) -> bool:
     return any(abs(d - med) > 0.02 * med for d in deltas)
 
 
-def probe_open(loc: Location, fileobj, size: int, threads: int = 1
+def probe_open(loc: Location, fileobj, size: int, threads: int = 1, hwaccel=None
                ) -> tuple[VideoInfo, object, object]:
     """Open and validate; returns (info, container, stream) with the container at the start.
-    threads: decoder threads for the stream that is left open (0: one per core)."""
-    container = open_container(loc, fileobj, size)
+    threads: decoder threads for the stream that is left open (0: one per core).
+    hwaccel: decode on that device (see vidindex.video.nvdec); the checks are the same."""
+    container = open_container(loc, fileobj, size, hwaccel)
     try:
         stream = check_video_stream(container, loc.uri)
         if threads != 1:  # must be set before the first decode opens the codec
