@@ -65,3 +65,17 @@ def test_full_text_search_without_its_index_fails_until_ensure_indexes(store):
         search(store, "giraffe", mode="fts")
     assert store.ensure_indexes() == {"text": "created full-text index"}
     assert [h.t_end for h in search(store, "giraffe", mode="fts").hits] == [30.0]
+
+
+def test_a_full_text_index_without_word_positions_is_rebuilt_for_phrase_search(store):
+    """Databases indexed before the index kept word positions: a quoted phrase fails (saying so)
+    until the next upkeep (ensure_indexes, run after every index run and by `vidindex maintain`)."""
+    from lancedb.index import FTS
+
+    store.upsert("captions", [caption(0, "a red circle on a blue background")])
+    store.table("captions").create_index("text", config=FTS(), replace=True)  # as such databases have it
+    with pytest.raises(QueryError, match="position"):
+        search(store, '"red circle"', mode="fts")
+    assert store.ensure_indexes()["text"] == "rebuilt full-text index with word positions (for phrase search)"
+    assert [h.t_end for h in search(store, '"red circle"', mode="fts").hits] == [30.0]
+    assert "text" not in store.ensure_indexes()  # once

@@ -347,6 +347,9 @@ class Store:
             if ("text",) not in indexed:
                 table.create_index("text", config=FTS(with_position=True))  # positions: "quoted phrase" queries
                 done["text"] = "created full-text index"
+            elif not _phrase_search_works(table):  # a database indexed before word positions were kept
+                table.create_index("text", config=FTS(with_position=True), replace=True)
+                done["text"] = "rebuilt full-text index with word positions (for phrase search)"
             if ("embedding",) not in indexed and rows >= vector_min_rows:
                 partitions = max(1, int(math.sqrt(rows)))
                 table.create_index("embedding", config=IvfPq(distance_type="cosine", num_partitions=partitions))
@@ -390,6 +393,14 @@ def _check_allowed(table: str, records: Iterable[dict]) -> None:
         for record in records:
             if column in record and record[column] not in allowed:
                 raise StoreError(f"{table}: {column} must be one of {', '.join(allowed)}, got {record[column]!r}")
+
+
+def _phrase_search_works(captions) -> bool:
+    try:
+        captions.search('"phrase probe"', query_type="fts").limit(1).to_list()
+    except Exception as error:  # noqa: BLE001 - only this answer is expected; others show in real searches
+        return "position" not in str(error)
+    return True
 
 
 def _ensure_text_index(captions) -> None:
